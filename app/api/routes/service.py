@@ -1,0 +1,42 @@
+"""Health, readiness, metrics and the client's own details."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Response, status
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from app.api.deps import CurrentClient, RelayDep
+from app.api.schemas import ClientOut, Health
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["service"])
+async def healthz() -> Health:
+    """The process is up (liveness)."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", tags=["service"], responses={503: {"description": "Database unreachable."}})
+async def readyz(relay: RelayDep) -> Health:
+    """The database answers (readiness)."""
+    try:
+        async with relay.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+    except (SQLAlchemyError, OSError):
+        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "database unreachable") from None
+    return Health(status="ok")
+
+
+@router.get("/metrics", tags=["service"], response_class=Response)
+async def metrics(relay: RelayDep) -> Response:
+    """Prometheus metrics."""
+    return Response(generate_latest(relay.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+@router.get("/v1/client", tags=["client"])
+async def current_client(client: CurrentClient) -> ClientOut:
+    """The calling client app, with the secret its webhooks are signed with."""
+    return ClientOut(id=client.id, name=client.name, signing_secret=client.signing_secret)

@@ -1,0 +1,112 @@
+"""Request and response bodies; their docstrings and descriptions feed the OpenAPI spec."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from app.states import WatchState
+
+MAX_TASK_ID_LENGTH = 2048
+MAX_METADATA_BYTES = 16 * 1024
+
+
+class WatchCreate(BaseModel):
+    """Watch an upstream task and call `callback_url` when it ends."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: Annotated[
+        str,
+        Field(
+            min_length=1,
+            max_length=MAX_TASK_ID_LENGTH,
+            description="The upstream task id, exactly as the upstream returned it on submit.",
+        ),
+    ]
+    callback_url: Annotated[
+        str, Field(min_length=1, description="Where the webhook is POSTed (http or https).")
+    ]
+    metadata: dict[str, Any] | None = Field(
+        None,
+        description=f"Opaque JSON object echoed in the webhook; at most {MAX_METADATA_BYTES} "
+        "bytes once serialized.",
+    )
+
+    @field_validator("task_id")
+    @classmethod
+    def _task_id_is_printable(cls, value: str) -> str:
+        if value != value.strip() or not value.isprintable():
+            raise ValueError(
+                "task_id must not contain whitespace at its ends or control characters"
+            )
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_fits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            if size > MAX_METADATA_BYTES:
+                raise ValueError(
+                    f"metadata is {size} bytes once serialized; the limit is {MAX_METADATA_BYTES}"
+                )
+        return value
+
+
+class EventOut(BaseModel):
+    """The webhook event of a watch, once its task has ended."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str = Field(description="Also the `webhook-id` header; the same across retries.")
+    type: str
+    state: str = Field(description="pending, delivered, failed or cancelled.")
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class WatchOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    task_id: str
+    callback_url: str
+    metadata: dict[str, Any] | None
+    state: WatchState
+    task_status: str | None = Field(
+        description="Last normalized upstream status: queued, in_progress, succeeded or failed."
+    )
+    upstream_status: str | None = Field(description="Last status exactly as the upstream said it.")
+    progress: float | None
+    poll_count: int
+    last_polled_at: datetime | None
+    last_poll_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    event: EventOut | None
+
+
+class WatchPage(BaseModel):
+    data: list[WatchOut]
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` to get the next page; null on the last page."
+    )
+
+
+class ClientOut(BaseModel):
+    id: str
+    name: str
+    signing_secret: str = Field(
+        description="The `whsec_` secret that signs this client's webhooks."
+    )
+
+
+class Health(BaseModel):
+    status: str

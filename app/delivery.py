@@ -1,0 +1,154 @@
+"""Delivering webhooks from the outbox, each with its own retry schedule."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import callbacks
+from app.metrics import Metrics
+from app.signing import signature_headers
+from app.store import claims
+
+log = logging.getLogger(__name__)
+
+#: How much of a receiver's answer is kept in the attempt log.
+EXCERPT_BYTES = 1024
+USER_AGENT = "video-webhook-relay"
+
+
+class Deliverer:
+    """Keeps up to `concurrency` deliveries in flight, each recorded as soon as it ends.
+
+    Deliveries run as independent tasks rather than in batches, so one slow receiver holds one
+    slot, not everyone's turn.
+
+    :param on_slot_free: called when a delivery ends while due events were left waiting for a
+        slot, so they are claimed at once rather than at the next tick.
+    """
+
+    def __init__(
+        self,
+        *,
+        engine: AsyncEngine,
+        http: httpx.AsyncClient,
+        owner: str,
+        lease: float,
+        retry_schedule: Sequence[float],
+        retry_jitter: float,
+        concurrency: int,
+        allow_private: bool,
+        metrics: Metrics,
+        on_slot_free: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._http = http
+        self._owner = owner
+        self._lease = lease
+        self._schedule = tuple(retry_schedule)
+        self._jitter = retry_jitter
+        self._concurrency = concurrency
+        self._allow_private = allow_private
+        self._metrics = metrics
+        self._on_slot_free = on_slot_free
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._backlog = False
+
+    async def run(self) -> None:
+        """Fill the free delivery slots with due events."""
+        while free := self._concurrency - len(self._in_flight):
+            due = await claims.claim_due_events(
+                self._engine, owner=self._owner, lease=self._lease, limit=free
+            )
+            for event in due:
+                task = asyncio.create_task(self._deliver(event))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            self._backlog = len(due) == free
+            if not self._backlog:
+                return
+
+    async def drain(self, grace: float) -> None:
+        """Let deliveries in flight finish (graceful shutdown); the rest keep their lease."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+
+    async def _deliver(self, event: claims.DueEvent) -> None:
+        result = await self._attempt(event)
+        retry_at = None if result.delivered else self._next_attempt(event.attempts)
+        outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")
+        self._metrics.deliveries.labels(outcome=outcome).inc()
+        if outcome == "dead":
+            log.warning("giving up on event %s after %d attempts", event.id, event.attempts + 1)
+        try:
+            await claims.record_attempt(
+                self._engine, owner=self._owner, event=event, result=result, retry_at=retry_at
+            )
+        except Exception:
+            # The lease will lapse and the event be delivered again: at least once, never lost.
+            log.exception("could not record the delivery of event %s", event.id)
+        if self._backlog:
+            self._on_slot_free()
+
+    def _next_attempt(self, attempts_before: int) -> datetime | None:
+        if attempts_before >= len(self._schedule):
+            return None
+        delay = self._schedule[attempts_before]
+        delay *= random.uniform(1 - self._jitter, 1 + self._jitter)
+        return datetime.now(UTC) + timedelta(seconds=delay)
+
+    async def _attempt(self, event: claims.DueEvent) -> claims.AttemptResult:
+        at = datetime.now(UTC)
+        started = time.perf_counter()
+        status_code: int | None = None
+        error: str | None = None
+        excerpt: str | None = None
+        headers = {
+            "content-type": "application/json",
+            "user-agent": USER_AGENT,
+            **signature_headers(
+                event.signing_secret, message_id=event.id, body=event.payload, at=at
+            ),
+        }
+        try:
+            if not self._allow_private:
+                await callbacks.ensure_public(event.callback_url)
+            async with self._http.stream(
+                "POST", event.callback_url, content=event.payload.encode(), headers=headers
+            ) as response:
+                status_code = response.status_code
+                excerpt = await _read_excerpt(response)
+        except callbacks.CallbackRefused as exc:
+            error = f"refused: {exc}"
+        except httpx.TimeoutException:
+            error = "timeout"
+        except httpx.TransportError as exc:
+            error = f"connection error: {type(exc).__name__}"
+        if status_code is not None and not 200 <= status_code < 300:
+            error = f"HTTP {status_code}"
+        elapsed = time.perf_counter() - started
+        self._metrics.delivery_seconds.observe(elapsed)
+        return claims.AttemptResult(
+            attempted_at=at,
+            duration_ms=round(elapsed * 1000),
+            status_code=status_code,
+            error=error,
+            response_excerpt=excerpt,
+        )
+
+
+async def _read_excerpt(response: httpx.Response) -> str:
+    """Read no more of the answer than we keep: a receiver's body is not ours to buffer."""
+    received = b""
+    async for chunk in response.aiter_bytes():
+        received += chunk
+        if len(received) >= EXCERPT_BYTES:
+            break
+    return received[:EXCERPT_BYTES].decode("utf-8", errors="replace")

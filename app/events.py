@@ -1,0 +1,66 @@
+"""The webhook event: its type and its body, frozen when the terminal status is first seen."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from app.upstream import TaskSnapshot, TaskStatus
+
+SUCCEEDED = "task.succeeded"
+FAILED = "task.failed"
+
+#: Strings longer than this that start with `data:` are inline files (Veo returns videos that way,
+#: megabytes long); they never travel in a webhook body.
+_INLINE_FILE_LIMIT = 1024
+
+
+def event_type(status: TaskStatus) -> str:
+    return SUCCEEDED if status is TaskStatus.SUCCEEDED else FAILED
+
+
+def build_payload(
+    *,
+    event_id: str,
+    created_at: datetime,
+    watch_id: str,
+    task_id: str,
+    metadata: Any,
+    snapshot: TaskSnapshot,
+) -> str:
+    data: dict[str, Any] = {
+        "watch_id": watch_id,
+        "task_id": task_id,
+        "status": snapshot.status.value,
+        "upstream_status": snapshot.upstream_status,
+    }
+    if snapshot.url is not None and _is_link(snapshot.url):
+        data["url"] = snapshot.url
+    if snapshot.error is not None:
+        data["error"] = {"code": snapshot.error.code, "message": snapshot.error.message}
+    data["metadata"] = metadata
+    data["upstream"] = _without_inline_files(snapshot.body)
+    body = {
+        "id": event_id,
+        "type": event_type(snapshot.status),
+        "timestamp": created_at.isoformat().replace("+00:00", "Z"),
+        "data": data,
+    }
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def _is_link(url: str) -> bool:
+    """Only real links are useful to a receiver: not inline data, not Veo's `"expired"` marker."""
+    return url.startswith(("https://", "http://"))
+
+
+def _without_inline_files(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _without_inline_files(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_inline_files(item) for item in value]
+    if isinstance(value, str) and value.startswith("data:") and len(value) > _INLINE_FILE_LIMIT:
+        media_type = value[5:].split(";", 1)[0].split(",", 1)[0] or "application/octet-stream"
+        return f"[inline {media_type} omitted: {len(value)} characters]"
+    return value

@@ -1,0 +1,50 @@
+"""The ASGI application: `uvicorn app.main:app`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import relay
+from app.api.routes import service, watches
+from app.settings import Settings
+
+VERSION = "0.1.0"
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        _configure_logging()
+        async with relay.running(settings) as running:
+            app.state.relay = running
+            yield
+
+    app = FastAPI(
+        title="Video webhook relay",
+        version=VERSION,
+        description="Watches asynchronous video-generation tasks and delivers a signed webhook "
+        "(Standard Webhooks) when each one ends.",
+        lifespan=lifespan,
+    )
+    app.include_router(watches.router)
+    app.include_router(service.router)
+    return app
+
+
+def _configure_logging() -> None:
+    """Give the relay's own loggers a handler when the server has not configured one.
+
+    Only the relay's loggers speak at INFO; libraries (APScheduler logs every run) at WARNING.
+    """
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s:  %(name)s: %(message)s")
+        logging.getLogger("app").setLevel(logging.INFO)
+
+
+app = create_app()

@@ -1,0 +1,121 @@
+"""The running service: the database, the HTTP clients and the background workers, wired once."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import transport
+from app.delivery import Deliverer
+from app.ids import new_id
+from app.metrics import Metrics
+from app.poller import Poller
+from app.scheduler import Ticker
+from app.settings import Settings
+from app.store import claims, clients
+from app.store.engine import create_engine, migrate
+from app.upstream import UpstreamClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    settings: Settings
+    engine: AsyncEngine
+    metrics: Metrics
+    ticker: Ticker
+
+    def poll_now(self) -> None:
+        """A new watch is polled at once, not at the next tick."""
+        self.ticker.kick(POLL)
+
+
+POLL = "poll"
+DELIVER = "deliver"
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Relay]:
+    """Start everything in dependency order and stop it in reverse, gracefully.
+
+    On the way out, runs in progress get `shutdown_grace` seconds to finish; whatever they had
+    claimed and not finished is released so the next start (or another replica) takes it at once.
+    """
+    engine = create_engine(settings.database_url)
+    await migrate(engine)
+    await _bootstrap(engine, settings)
+    owner = new_id("own")
+    metrics = Metrics()
+    ticker = Ticker(interval=settings.tick_interval)
+    upstream_key = settings.nebula_api_key
+    upstream_http = transport.create_client(
+        timeout=settings.upstream_timeout, max_connections=settings.poll_concurrency
+    )
+    delivery_http = transport.create_client(
+        timeout=settings.delivery_timeout, max_connections=settings.delivery_concurrency
+    )
+    deliverer = Deliverer(
+        engine=engine,
+        http=delivery_http,
+        owner=owner,
+        lease=settings.delivery_lease,
+        retry_schedule=settings.retry_schedule,
+        retry_jitter=settings.retry_jitter,
+        concurrency=settings.delivery_concurrency,
+        allow_private=settings.allow_private_callbacks,
+        metrics=metrics,
+        on_slot_free=lambda: ticker.kick(DELIVER),
+    )
+    poller = Poller(
+        engine=engine,
+        upstream=UpstreamClient(
+            upstream_http,
+            base_url=settings.nebula_base_url,
+            api_key=upstream_key.get_secret_value() if upstream_key else None,
+        ),
+        owner=owner,
+        interval=settings.poll_interval,
+        lease=settings.poll_lease,
+        batch_size=settings.poll_concurrency,
+        metrics=metrics,
+        on_events=lambda: ticker.kick(DELIVER),
+    )
+    ticker.every_tick(POLL, poller.run)
+    ticker.every_tick(DELIVER, deliverer.run)
+    ticker.start()
+    try:
+        yield Relay(settings, engine, metrics, ticker)
+    finally:
+        await ticker.stop(settings.shutdown_grace)
+        await deliverer.drain(settings.shutdown_grace)
+        await claims.release_leases(engine, owner=owner)
+        await upstream_http.aclose()
+        await delivery_http.aclose()
+        await engine.dispose()
+
+
+async def _bootstrap(engine: AsyncEngine, settings: Settings) -> None:
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
+    boot = await clients.bootstrap_default_client(engine, api_key=api_key, signing_secret=secret)
+    if boot.generated_api_key:
+        log.warning(
+            "RELAY_API_KEY is not set, so an API key was generated. It is shown only this once; "
+            "store it, or set RELAY_API_KEY to replace it:\n\n    RELAY_API_KEY=%s\n",
+            boot.generated_api_key,
+        )
+    if boot.generated_signing_secret:
+        log.warning(
+            "RELAY_SIGNING_SECRET is not set, so a webhook signing secret was generated and "
+            "stored. Receivers verify with it; GET /v1/client returns it at any time."
+        )
+    if settings.nebula_api_key is None:
+        log.warning(
+            "NEBULA_API_KEY is not set: the upstream at %s will be polled without a key.",
+            settings.nebula_base_url,
+        )

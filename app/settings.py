@@ -1,0 +1,88 @@
+"""The relay's configuration: one typed object, read from the environment (and `.env`)."""
+
+from __future__ import annotations
+
+import base64
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+#: Delays, in seconds, before each retry of a webhook: about a day in all.
+DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
+
+
+class Settings(BaseSettings):
+    """Every option is documented, with its default, in the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RELAY_",
+        env_file=".env",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    nebula_base_url: str = Field(
+        "https://llm.ai-nebula.com",
+        validation_alias=AliasChoices("NEBULA_BASE_URL", "nebula_base_url"),
+    )
+    nebula_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("NEBULA_API_KEY", "nebula_api_key")
+    )
+    database_url: str = "sqlite+aiosqlite:///./relay.db"
+    api_key: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    poll_interval: float = Field(5.0, gt=0)
+    retry_schedule: Annotated[tuple[float, ...], NoDecode] = DEFAULT_RETRY_SCHEDULE
+    retry_jitter: float = Field(0.2, ge=0, lt=1)
+    delivery_timeout: float = Field(15.0, gt=0)
+    upstream_timeout: float = Field(10.0, gt=0)
+    allow_private_callbacks: bool = False
+    tick_interval: float = Field(0.5, gt=0)
+    poll_concurrency: int = Field(100, ge=1)
+    delivery_concurrency: int = Field(100, ge=1)
+    shutdown_grace: float = Field(10.0, ge=0)
+
+    @field_validator("retry_schedule", mode="before")
+    @classmethod
+    def _parse_schedule(cls, value: object) -> object:
+        """Operators write the schedule as `5,300,1800`; a list is accepted from code."""
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            try:
+                delays = tuple(float(part) for part in parts)
+            except ValueError:
+                raise ValueError(
+                    "RELAY_RETRY_SCHEDULE must be comma-separated seconds, e.g. 5,300,1800"
+                ) from None
+            value = delays
+        if isinstance(value, tuple | list) and any(float(delay) < 0 for delay in value):
+            raise ValueError("retry delays cannot be negative")
+        return value
+
+    @field_validator("signing_secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        """A malformed secret would only surface at the first delivery; refuse it at start."""
+        if value is None:
+            return None
+        raw = value.get_secret_value()
+        if not raw.startswith("whsec_"):
+            raise ValueError("RELAY_SIGNING_SECRET must start with 'whsec_'")
+        try:
+            key = base64.b64decode(raw.removeprefix("whsec_"), validate=True)
+        except ValueError:
+            raise ValueError("RELAY_SIGNING_SECRET must be whsec_ followed by base64") from None
+        if len(key) < 24:
+            raise ValueError("RELAY_SIGNING_SECRET must hold at least 24 bytes of key")
+        return value
+
+    @property
+    def poll_lease(self) -> float:
+        """How long a claimed poll stays ours: long enough for one upstream request."""
+        return self.upstream_timeout + 5.0
+
+    @property
+    def delivery_lease(self) -> float:
+        """How long a claimed delivery stays ours: long enough for one attempt."""
+        return self.delivery_timeout + 5.0

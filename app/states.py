@@ -1,0 +1,20 @@
+"""The life cycles of a watch and of its webhook event."""
+
+from __future__ import annotations
+
+import enum
+
+
+class WatchState(enum.StrEnum):
+    ACTIVE = "active"  # polling the upstream
+    NOTIFYING = "notifying"  # terminal status seen, webhook being delivered
+    COMPLETED = "completed"  # webhook acknowledged with a 2xx
+    FAILED = "failed"  # delivery gave up; the event is kept (dead letter)
+    CANCELLED = "cancelled"  # the client stopped it
+
+
+class EventState(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    CANCELLED = "cancelled"

@@ -1,0 +1,312 @@
+"""The queries behind the background work: claiming what is due, and recording what happened.
+
+Work is claimed with a lease: one UPDATE marks up to N due rows as ours until a deadline and
+returns them. On PostgreSQL the inner SELECT takes `FOR UPDATE SKIP LOCKED`, so replicas sharing
+the database claim disjoint rows without waiting on each other; SQLite serializes writers and
+ignores the clause. If a process dies holding a lease, the rows become due again once it expires.
+Every write-back is conditioned on still holding the lease and on the row's state, so a
+cancellation or another replica's reclaim is never overwritten.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app import events as webhook_events
+from app.ids import event_id
+from app.states import EventState, WatchState
+from app.store.tables import attempts, clients, events, watches
+from app.upstream import TaskSnapshot
+
+
+@dataclass(frozen=True, slots=True)
+class DueWatch:
+    id: str
+    task_id: str
+    metadata: Any
+    callback_url: str
+    client_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    watch: DueWatch
+    snapshot: TaskSnapshot | None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DueEvent:
+    id: str
+    watch_id: str
+    callback_url: str
+    payload: str
+    attempts: int
+    signing_secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    attempted_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    response_excerpt: str | None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status_code is not None and 200 <= self.status_code < 300
+
+
+async def claim_due_watches(
+    engine: AsyncEngine, *, owner: str, lease: float, limit: int
+) -> list[DueWatch]:
+    now = datetime.now(UTC)
+    due = (
+        select(watches.c.id)
+        .where(
+            watches.c.state == WatchState.ACTIVE,
+            watches.c.next_poll_at <= now,
+            or_(watches.c.lease_expires_at.is_(None), watches.c.lease_expires_at < now),
+        )
+        .order_by(watches.c.next_poll_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(watches)
+        .where(watches.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease))
+        .returning(
+            watches.c.id,
+            watches.c.task_id,
+            watches.c.metadata,
+            watches.c.callback_url,
+            watches.c.client_id,
+        )
+    )
+    async with engine.begin() as conn:
+        return [DueWatch(*row) for row in await conn.execute(claim)]
+
+
+async def record_polls(
+    engine: AsyncEngine, *, owner: str, results: Sequence[PollResult], next_poll_at: datetime
+) -> list[str]:
+    """Write a batch of polls back in one transaction; return the ids of events created.
+
+    A terminal status moves the watch to `notifying` and inserts its webhook into the outbox in
+    the same transaction, so a crash can never leave one without the other.
+    """
+    now = datetime.now(UTC)
+    seen = [r for r in results if r.snapshot is not None and not r.snapshot.status.terminal]
+    failed = [r for r in results if r.snapshot is None]
+    terminal = [r for r in results if r.snapshot is not None and r.snapshot.status.terminal]
+    mine = (
+        watches.c.id == bindparam("b_id"),
+        watches.c.lease_owner == owner,
+        watches.c.state == WatchState.ACTIVE,
+    )
+    release = {
+        "poll_count": watches.c.poll_count + 1,
+        "last_polled_at": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "updated_at": now,
+    }
+    created: list[str] = []
+    async with engine.begin() as conn:
+        if seen:
+            await conn.execute(
+                update(watches)
+                .where(*mine)
+                .values(
+                    task_status=bindparam("b_status"),
+                    upstream_status=bindparam("b_upstream_status"),
+                    progress=bindparam("b_progress"),
+                    last_poll_error=None,
+                    next_poll_at=next_poll_at,
+                    **release,
+                ),
+                [
+                    {
+                        "b_id": r.watch.id,
+                        "b_status": r.snapshot.status.value,
+                        "b_upstream_status": r.snapshot.upstream_status[:64],
+                        "b_progress": r.snapshot.progress,
+                    }
+                    for r in seen
+                    if r.snapshot is not None
+                ],
+            )
+        if failed:
+            await conn.execute(
+                update(watches)
+                .where(*mine)
+                .values(last_poll_error=bindparam("b_error"), next_poll_at=next_poll_at, **release),
+                [{"b_id": r.watch.id, "b_error": r.error} for r in failed],
+            )
+        for result in terminal:
+            snapshot = result.snapshot
+            assert snapshot is not None
+            changed = await conn.execute(
+                update(watches)
+                .where(*mine)
+                .values(
+                    state=WatchState.NOTIFYING,
+                    task_status=snapshot.status.value,
+                    upstream_status=snapshot.upstream_status[:64],
+                    progress=snapshot.progress,
+                    last_poll_error=None,
+                    next_poll_at=None,
+                    **release,
+                ),
+                {"b_id": result.watch.id},
+            )
+            if changed.rowcount != 1:
+                continue
+            watch = result.watch
+            kind = webhook_events.event_type(snapshot.status)
+            new_id = event_id(watch.id, kind)
+            await conn.execute(
+                insert(events).values(
+                    id=new_id,
+                    watch_id=watch.id,
+                    client_id=watch.client_id,
+                    type=kind,
+                    callback_url=watch.callback_url,
+                    payload=webhook_events.build_payload(
+                        event_id=new_id,
+                        created_at=now,
+                        watch_id=watch.id,
+                        task_id=watch.task_id,
+                        metadata=watch.metadata,
+                        snapshot=snapshot,
+                    ),
+                    state=EventState.PENDING,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+            )
+            created.append(new_id)
+    return created
+
+
+async def claim_due_events(
+    engine: AsyncEngine, *, owner: str, lease: float, limit: int
+) -> list[DueEvent]:
+    now = datetime.now(UTC)
+    due = (
+        select(events.c.id)
+        .where(
+            events.c.state == EventState.PENDING,
+            events.c.next_attempt_at <= now,
+            or_(events.c.lease_expires_at.is_(None), events.c.lease_expires_at < now),
+        )
+        .order_by(events.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claim = (
+        update(events)
+        .where(events.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease))
+        .returning(
+            events.c.id,
+            events.c.watch_id,
+            events.c.callback_url,
+            events.c.payload,
+            events.c.attempts,
+            events.c.client_id,
+        )
+    )
+    async with engine.begin() as conn:
+        claimed = (await conn.execute(claim)).all()
+        if not claimed:
+            return []
+        signers = await conn.execute(
+            select(clients.c.id, clients.c.signing_secret).where(
+                clients.c.id.in_({row.client_id for row in claimed})
+            )
+        )
+        secrets = {row.id: row.signing_secret for row in signers}
+    return [
+        DueEvent(
+            id=row.id,
+            watch_id=row.watch_id,
+            callback_url=row.callback_url,
+            payload=row.payload,
+            attempts=row.attempts,
+            signing_secret=secrets[row.client_id],
+        )
+        for row in claimed
+    ]
+
+
+async def record_attempt(
+    engine: AsyncEngine,
+    *,
+    owner: str,
+    event: DueEvent,
+    result: AttemptResult,
+    retry_at: datetime | None,
+) -> None:
+    """Log the attempt and move the event on: delivered, due again at `retry_at`, or dead."""
+    if result.delivered:
+        event_state, watch_state = EventState.DELIVERED, WatchState.COMPLETED
+    elif retry_at is None:
+        event_state, watch_state = EventState.FAILED, WatchState.FAILED
+    else:
+        event_state, watch_state = EventState.PENDING, None
+    async with engine.begin() as conn:
+        await conn.execute(
+            insert(attempts).values(
+                event_id=event.id,
+                attempted_at=result.attempted_at,
+                duration_ms=result.duration_ms,
+                status_code=result.status_code,
+                error=result.error,
+                response_excerpt=result.response_excerpt,
+            )
+        )
+        changed = await conn.execute(
+            update(events)
+            .where(
+                events.c.id == event.id,
+                events.c.lease_owner == owner,
+                events.c.state == EventState.PENDING,
+            )
+            .values(
+                state=event_state,
+                attempts=events.c.attempts + 1,
+                next_attempt_at=retry_at if event_state is EventState.PENDING else None,
+                lease_owner=None,
+                lease_expires_at=None,
+                last_status_code=result.status_code,
+                last_error=result.error,
+                delivered_at=result.attempted_at if result.delivered else None,
+            )
+        )
+        if changed.rowcount == 1 and watch_state is not None:
+            await conn.execute(
+                update(watches)
+                .where(watches.c.id == event.watch_id, watches.c.state == WatchState.NOTIFYING)
+                .values(state=watch_state, updated_at=datetime.now(UTC))
+            )
+
+
+async def release_leases(engine: AsyncEngine, *, owner: str) -> None:
+    """On a graceful stop, hand back what we claimed but did not finish, so it is due at once."""
+    async with engine.begin() as conn:
+        for table in (watches, events):
+            await conn.execute(
+                update(table)
+                .where(table.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )

@@ -1,0 +1,113 @@
+"""The schema. Alembic migrations in `migrations/` must produce exactly this."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    text,
+)
+
+from app.store.types import UTCDateTime
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+#: A client app: its own API key (stored hashed) and its own webhook signing secret.
+clients = Table(
+    "clients",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("api_key_hash", String(64), nullable=False, unique=True),
+    Column("signing_secret", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+#: A task being watched for one client. `next_poll_at` and the lease columns make it work
+#: that any replica can claim (see `claims.py`).
+watches = Table(
+    "watches",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False),
+    Column("task_id", Text, nullable=False),
+    Column("callback_url", Text, nullable=False),
+    Column("metadata", JSON, nullable=True),
+    Column("state", String(16), nullable=False),
+    Column("task_status", String(16), nullable=True),
+    Column("upstream_status", String(64), nullable=True),
+    Column("progress", Float, nullable=True),
+    Column("poll_count", Integer, nullable=False, server_default=text("0")),
+    Column("last_polled_at", UTCDateTime, nullable=True),
+    Column("last_poll_error", Text, nullable=True),
+    Column("next_poll_at", UTCDateTime, nullable=True),
+    Column("lease_owner", String(40), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_watches_due", "state", "next_poll_at"),
+    Index("ix_watches_client_id_id", "client_id", "id"),
+    # One live watch per (client, task, callback): re-registering returns it instead.
+    Index(
+        "uq_watches_live_registration",
+        "client_id",
+        "task_id",
+        "callback_url",
+        unique=True,
+        sqlite_where=text("state != 'cancelled'"),
+        postgresql_where=text("state != 'cancelled'"),
+    ),
+)
+
+#: The outbox: a webhook to deliver, written in the same transaction as the status that caused
+#: it. `payload` is frozen at creation so every attempt sends byte-identical content.
+events = Table(
+    "events",
+    metadata,
+    Column("id", String(40), primary_key=True),
+    Column("watch_id", String(40), ForeignKey("watches.id"), nullable=False),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False),
+    Column("type", String(40), nullable=False),
+    Column("callback_url", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("lease_owner", String(40), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("delivered_at", UTCDateTime, nullable=True),
+    Index("ix_events_due", "state", "next_attempt_at"),
+    Index("ix_events_watch_id", "watch_id"),
+)
+
+#: One row per delivery attempt, kept for the operator's and the receiver's debugging.
+attempts = Table(
+    "attempts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("event_id", String(40), ForeignKey("events.id"), nullable=False),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("duration_ms", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("response_excerpt", Text, nullable=True),
+    Index("ix_attempts_event_id", "event_id"),
+)

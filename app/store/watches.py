@@ -1,0 +1,204 @@
+"""Reading and changing watches on behalf of the API; every query is scoped to one client."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from app.ids import new_id
+from app.states import EventState, WatchState
+from app.store.tables import events, watches
+
+_LIVE = (WatchState.ACTIVE, WatchState.NOTIFYING)
+
+
+@dataclass(frozen=True, slots=True)
+class EventSummary:
+    id: str
+    type: str
+    state: str
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class Watch:
+    id: str
+    task_id: str
+    callback_url: str
+    metadata: Any
+    state: str
+    task_status: str | None
+    upstream_status: str | None
+    progress: float | None
+    poll_count: int
+    last_polled_at: datetime | None
+    last_poll_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    event: EventSummary | None
+
+
+class NotCancellable(Exception):
+    def __init__(self, state: str) -> None:
+        super().__init__(state)
+        self.state = state
+
+
+_WATCH_COLUMNS = [
+    watches.c.id,
+    watches.c.task_id,
+    watches.c.callback_url,
+    watches.c.metadata,
+    watches.c.state,
+    watches.c.task_status,
+    watches.c.upstream_status,
+    watches.c.progress,
+    watches.c.poll_count,
+    watches.c.last_polled_at,
+    watches.c.last_poll_error,
+    watches.c.created_at,
+    watches.c.updated_at,
+]
+_EVENT_COLUMNS = [
+    events.c.id,
+    events.c.type,
+    events.c.state,
+    events.c.attempts,
+    events.c.next_attempt_at,
+    events.c.last_status_code,
+    events.c.last_error,
+    events.c.delivered_at,
+]
+
+
+async def register(
+    engine: AsyncEngine, *, client_id: str, task_id: str, callback_url: str, metadata: Any
+) -> tuple[Watch, bool]:
+    """Create a watch, or return the live one for the same task and callback (`created` False).
+
+    The unique index decides, not a prior read, so two racing registrations still yield one watch.
+    """
+    now = datetime.now(UTC)
+    watch_id = new_id("wat")
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(
+                insert(watches).values(
+                    id=watch_id,
+                    client_id=client_id,
+                    task_id=task_id,
+                    callback_url=callback_url,
+                    metadata=metadata,
+                    state=WatchState.ACTIVE,
+                    poll_count=0,
+                    next_poll_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        created = True
+    except IntegrityError:
+        created = False
+    async with engine.connect() as conn:
+        query = select(*_WATCH_COLUMNS).where(watches.c.client_id == client_id)
+        if created:
+            query = query.where(watches.c.id == watch_id)
+        else:
+            query = query.where(
+                watches.c.task_id == task_id,
+                watches.c.callback_url == callback_url,
+                watches.c.state != WatchState.CANCELLED,
+            )
+        row = (await conn.execute(query)).one()
+        found = await _with_events(conn, [row])
+    return found[0], created
+
+
+async def get(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
+    async with engine.connect() as conn:
+        row = (
+            await conn.execute(
+                select(*_WATCH_COLUMNS).where(
+                    watches.c.client_id == client_id, watches.c.id == watch_id
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        return (await _with_events(conn, [row]))[0]
+
+
+async def page(
+    engine: AsyncEngine,
+    *,
+    client_id: str,
+    limit: int,
+    before: str | None = None,
+    state: WatchState | None = None,
+    task_id: str | None = None,
+) -> list[Watch]:
+    """Newest first; ids are time-ordered, so `before` (the last id seen) is a stable cursor."""
+    query = select(*_WATCH_COLUMNS).where(watches.c.client_id == client_id)
+    if before is not None:
+        query = query.where(watches.c.id < before)
+    if state is not None:
+        query = query.where(watches.c.state == state)
+    if task_id is not None:
+        query = query.where(watches.c.task_id == task_id)
+    query = query.order_by(watches.c.id.desc()).limit(limit)
+    async with engine.connect() as conn:
+        rows = (await conn.execute(query)).all()
+        return await _with_events(conn, rows)
+
+
+async def cancel(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
+    """Stop polling and withdraw any undelivered webhook, in one transaction.
+
+    Cancelling twice is harmless; cancelling a watch whose webhook was already delivered or
+    dead-lettered raises `NotCancellable`, since nothing is left to stop.
+    """
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        changed = await conn.execute(
+            update(watches)
+            .where(
+                watches.c.client_id == client_id,
+                watches.c.id == watch_id,
+                watches.c.state.in_(_LIVE),
+            )
+            .values(state=WatchState.CANCELLED, lease_owner=None, updated_at=now)
+        )
+        if changed.rowcount:
+            await conn.execute(
+                update(events)
+                .where(events.c.watch_id == watch_id, events.c.state == EventState.PENDING)
+                .values(state=EventState.CANCELLED, next_attempt_at=None)
+            )
+    watch = await get(engine, client_id=client_id, watch_id=watch_id)
+    if watch is not None and watch.state != WatchState.CANCELLED:
+        raise NotCancellable(watch.state)
+    return watch
+
+
+async def _with_events(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Watch]:
+    ids = [row.id for row in rows]
+    summaries: dict[str, EventSummary] = {}
+    if ids:
+        result = await conn.execute(
+            select(events.c.watch_id, *_EVENT_COLUMNS)
+            .where(events.c.watch_id.in_(ids))
+            .order_by(events.c.created_at)
+        )
+        for event in result:
+            summaries[event.watch_id] = EventSummary(*event[1:])
+    return [Watch(**row._mapping, event=summaries.get(row.id)) for row in rows]

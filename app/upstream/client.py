@@ -1,0 +1,93 @@
+"""Asking the upstream for the state of one task."""
+
+from __future__ import annotations
+
+import enum
+from urllib.parse import quote
+
+import httpx
+
+from app.upstream.snapshot import SnapshotError, TaskSnapshot, parse_snapshot
+
+
+class UpstreamErrorKind(enum.StrEnum):
+    NOT_FOUND = "not_found"
+    UNAUTHORIZED = "unauthorized"
+    RATE_LIMITED = "rate_limited"
+    SERVER_ERROR = "server_error"
+    TIMEOUT = "timeout"
+    CONNECTION = "connection"
+    BAD_RESPONSE = "bad_response"
+
+
+class UpstreamError(Exception):
+    def __init__(self, kind: UpstreamErrorKind, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.kind = kind
+        self.status_code = status_code
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
+        return f"{self.kind}: {status}{self.args[0]}"
+
+
+class UpstreamClient:
+    """Queries `GET {base}/v1/video/generations/{task_id}` over one pooled HTTP client."""
+
+    def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str | None) -> None:
+        self._http = http
+        self._base_url = base_url.rstrip("/")
+        self._api_key = api_key
+
+    async def fetch(self, task_id: str) -> TaskSnapshot:
+        # Veo task ids are long URL-safe base64; quote everything so no id can alter the path.
+        url = f"{self._base_url}/v1/video/generations/{quote(task_id, safe='')}"
+        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        try:
+            response = await self._http.get(url, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                UpstreamErrorKind.TIMEOUT, "the upstream did not answer in time"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
+        return _interpret(response)
+
+
+def _interpret(response: httpx.Response) -> TaskSnapshot:
+    status = response.status_code
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if status == 200:
+        if body is None:
+            raise UpstreamError(UpstreamErrorKind.BAD_RESPONSE, "the answer is not JSON", status)
+        try:
+            return parse_snapshot(body)
+        except SnapshotError as exc:
+            raise UpstreamError(UpstreamErrorKind.BAD_RESPONSE, str(exc), status) from exc
+    message = _error_message(body) or response.reason_phrase
+    if status == 404 or (status == 400 and _is_task_not_exist(body)):
+        raise UpstreamError(UpstreamErrorKind.NOT_FOUND, message, status)
+    if status in (401, 403):
+        raise UpstreamError(UpstreamErrorKind.UNAUTHORIZED, message, status)
+    if status == 429:
+        raise UpstreamError(UpstreamErrorKind.RATE_LIMITED, message, status)
+    if status >= 500:
+        raise UpstreamError(UpstreamErrorKind.SERVER_ERROR, message, status)
+    raise UpstreamError(UpstreamErrorKind.BAD_RESPONSE, message, status)
+
+
+def _is_task_not_exist(body: object) -> bool:
+    return isinstance(body, dict) and "task_not_exist" in (body.get("code"), body.get("message"))
+
+
+def _error_message(body: object) -> str | None:
+    if not isinstance(body, dict):
+        return None
+    error = body.get("error")
+    if isinstance(error, dict) and isinstance(error.get("message"), str):
+        return str(error["message"])
+    message = body.get("message")
+    return message if isinstance(message, str) else None

@@ -1,0 +1,112 @@
+"""Turning whatever the upstream answers into one normalized snapshot of a task.
+
+The upstream's documented shape is only part of the truth (see NOTES.md in the upstream docs):
+statuses vary in name and case, bodies may come wrapped in a `{"code", "data"}` envelope, and the
+failure reason hides in different fields depending on the model.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+
+class TaskStatus(enum.StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in (TaskStatus.SUCCEEDED, TaskStatus.FAILED)
+
+
+_SUCCEEDED = {"succeeded", "completed", "success"}
+_FAILED = {"failed", "failure", "error", "cancelled", "canceled"}
+_WAITING = {"queued", "pending", "submitted", "not_start", "unknown"}
+
+
+def normalize_status(raw: str) -> TaskStatus:
+    """Any value we do not know means the task is still running: never end a watch on a guess."""
+    value = raw.strip().lower()
+    if value in _SUCCEEDED:
+        return TaskStatus.SUCCEEDED
+    if value in _FAILED:
+        return TaskStatus.FAILED
+    if value in _WAITING:
+        return TaskStatus.QUEUED
+    return TaskStatus.IN_PROGRESS
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    code: str | int | None
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSnapshot:
+    status: TaskStatus
+    upstream_status: str
+    progress: float | None
+    url: str | None
+    error: TaskError | None
+    body: dict[str, Any]
+
+
+class SnapshotError(ValueError):
+    """The upstream answered 200 with something that is not a task."""
+
+
+def parse_snapshot(body: Any) -> TaskSnapshot:
+    if not isinstance(body, dict):
+        raise SnapshotError("expected a JSON object")
+    data = body.get("data")
+    task: dict[str, Any] = data if isinstance(data, dict) else body
+    raw_status = task.get("status")
+    if not isinstance(raw_status, str) or not raw_status.strip():
+        raise SnapshotError("the answer has no status")
+    status = normalize_status(raw_status)
+    url = task.get("url")
+    return TaskSnapshot(
+        status=status,
+        upstream_status=raw_status,
+        progress=_progress(task.get("progress")),
+        url=url if isinstance(url, str) and url else None,
+        error=_error(task) if status is TaskStatus.FAILED else None,
+        body=body,
+    )
+
+
+def _progress(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value.strip().rstrip("%"))
+        except ValueError:
+            return None
+    return None
+
+
+def _error(task: dict[str, Any]) -> TaskError:
+    error = task.get("error")
+    if isinstance(error, dict):
+        code = error.get("code")
+        message = error.get("message")
+        if isinstance(message, str) and message:
+            return TaskError(code=code if isinstance(code, str | int) else None, message=message)
+    elif isinstance(error, str) and error:
+        return TaskError(code=None, message=error)
+    reason = task.get("failure_reason")
+    if isinstance(reason, str) and reason:
+        return TaskError(code=None, message=reason)
+    metadata = task.get("metadata")
+    output = metadata.get("output") if isinstance(metadata, dict) else None
+    if isinstance(output, dict) and isinstance(output.get("message"), str):
+        return TaskError(code=output.get("code"), message=output["message"])
+    return TaskError(code=None, message="the upstream reported the task as failed without a reason")

@@ -1,0 +1,133 @@
+"""The relay under test runs for real: its own uvicorn server, a SQLite file, the simulated
+upstream and a webhook receiver, all on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from app.main import create_app
+from app.settings import Settings
+from app.simulator import create_simulator
+from tests.receiver import Receiver
+from tests.servers import serve
+
+API_KEY = "test-api-key"
+UPSTREAM_KEY = "sk-test"
+SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+class Upstream:
+    """The simulated upstream, with a helper to submit tasks as an app would."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    async def submit(self, model: str = "wan2.5-t2v-preview", **simulation: Any) -> str:
+        async with httpx.AsyncClient(base_url=self.url) as http:
+            response = await http.post(
+                "/v1/video/generations",
+                json={"model": model, "prompt": "a cat", "simulation": simulation},
+                headers={"Authorization": f"Bearer {UPSTREAM_KEY}"},
+            )
+        response.raise_for_status()
+        task_id: str = response.json()["task_id"]
+        return task_id
+
+
+class RelayClient:
+    """An app using the relay's API."""
+
+    def __init__(self, http: httpx.AsyncClient, settings: Settings) -> None:
+        self.http = http
+        self.settings = settings
+
+    async def register(self, task_id: str, callback_url: str, **extra: Any) -> dict[str, Any]:
+        response = await self.http.post(
+            "/v1/watches", json={"task_id": task_id, "callback_url": callback_url, **extra}
+        )
+        assert response.status_code in (200, 201), response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def get(self, watch_id: str) -> dict[str, Any]:
+        response = await self.http.get(f"/v1/watches/{watch_id}")
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    async def wait_for_state(
+        self, watch_id: str, state: str, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while (watch := await self.get(watch_id))["state"] != state:
+                await asyncio.sleep(0.02)
+        return watch
+
+
+RelayFactory = Callable[..., AbstractAsyncContextManager[RelayClient]]
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    async with serve(create_simulator()) as url:
+        yield Upstream(url)
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
+    hooks = Receiver()
+    async with serve(hooks.app) as url:
+        yield hooks, f"{url}/hooks"
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    return f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+
+
+def relay_settings(database_url: str, upstream_url: str, **overrides: Any) -> Settings:
+    """Settings for a fast-moving relay: polls and retries every fraction of a second."""
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "nebula_base_url": upstream_url,
+        "nebula_api_key": UPSTREAM_KEY,
+        "api_key": API_KEY,
+        "signing_secret": SIGNING_SECRET,
+        "poll_interval": 0.1,
+        "tick_interval": 0.05,
+        "retry_schedule": (0.1, 0.1, 0.1),
+        "retry_jitter": 0,
+        "delivery_timeout": 2,
+        "upstream_timeout": 2,
+        "allow_private_callbacks": True,
+        "shutdown_grace": 2,
+    }
+    values.update(overrides)
+    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def start_relay(database_url: str, upstream: Upstream) -> RelayFactory:
+    @asynccontextmanager
+    async def start(**overrides: Any) -> AsyncIterator[RelayClient]:
+        settings = relay_settings(database_url, upstream.url, **overrides)
+        async with (
+            serve(create_app(settings)) as url,
+            httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {API_KEY}"}) as http,
+        ):
+            yield RelayClient(http, settings)
+
+    return start
+
+
+@pytest.fixture
+async def relay(start_relay: RelayFactory) -> AsyncIterator[RelayClient]:
+    async with start_relay() as client:
+        yield client

@@ -1,0 +1,50 @@
+"""A webhook receiver to deliver to: a real HTTP server that records what it gets."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Receiver:
+    """Answers each webhook with the next scripted status (then `default_status`) and keeps it."""
+
+    default_status: int = 204
+    scripted: deque[int] = field(default_factory=deque)
+    received: list[Received] = field(default_factory=list)
+    _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    def answer_next(self, *statuses: int) -> None:
+        self.scripted.extend(statuses)
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._handle, methods=["POST"])])
+
+    async def _handle(self, request: Request) -> Response:
+        body = await request.body()
+        async with self._arrived:
+            self.received.append(Received(request.url.path, dict(request.headers), body))
+            self._arrived.notify_all()
+        status = self.scripted.popleft() if self.scripted else self.default_status
+        return Response(status_code=status, content=b"" if status == 204 else b"ok")
+
+    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+        """Wait until `count` webhooks have arrived in all; return them."""
+        async with asyncio.timeout(timeout), self._arrived:
+            await self._arrived.wait_for(lambda: len(self.received) >= count)
+        return list(self.received)

@@ -1,0 +1,49 @@
+"""Real HTTP servers for tests: the relay talks over sockets, so its tests do too."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from starlette.types import ASGIApp
+
+
+async def _run(server: uvicorn.Server) -> None:
+    """Turns uvicorn's ``sys.exit`` on a failed startup into an error the awaiting test sees."""
+    try:
+        await server.serve()
+    except SystemExit as exc:
+        raise RuntimeError(f"uvicorn failed to start (exit status {exc.code})") from exc
+
+
+@contextlib.asynccontextmanager
+async def serve(app: ASGIApp) -> AsyncIterator[str]:
+    """Serves ``app`` on a free loopback port in the running event loop; yields its base URL.
+
+    Sharing the test's loop keeps the app's state directly inspectable from the test, and port 0
+    lets tests run in parallel without colliding.
+    """
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        log_config=None,  # leave logging to pytest instead of reconfiguring it globally
+        timeout_graceful_shutdown=5,  # a hung request must not hang the test run on exit
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(_run(server))
+    while not server.started:
+        if task.done():
+            await task  # raises the startup error
+            raise RuntimeError("uvicorn stopped before it started serving")
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
