@@ -63,10 +63,11 @@ class RelayClient:
         return body
 
     async def wait_for_state(
-        self, watch_id: str, state: str, timeout: float = 10.0
+        self, watch_id: str, state: str, within: float = 10.0
     ) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
-            while (watch := await self.get(watch_id))["state"] != state:
+        """Poll the watch as a client would, until it reaches `state`."""
+        async with asyncio.timeout(within):
+            while (watch := await self.get(watch_id))["state"] != state:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
         return watch
 
@@ -110,7 +111,7 @@ def relay_settings(database_url: str, upstream_url: str, **overrides: Any) -> Se
         "shutdown_grace": 2,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **values)
 
 
 @pytest.fixture

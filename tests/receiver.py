@@ -43,8 +43,8 @@ class Receiver:
         status = self.scripted.popleft() if self.scripted else self.default_status
         return Response(status_code=status, content=b"" if status == 204 else b"ok")
 
-    async def wait_for(self, count: int, timeout: float = 10.0) -> list[Received]:
+    async def wait_for(self, count: int, within: float = 10.0) -> list[Received]:
         """Wait until `count` webhooks have arrived in all; return them."""
-        async with asyncio.timeout(timeout), self._arrived:
+        async with asyncio.timeout(within), self._arrived:
             await self._arrived.wait_for(lambda: len(self.received) >= count)
         return list(self.received)

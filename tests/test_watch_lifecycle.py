@@ -130,7 +130,7 @@ async def test_delivery_gives_up_after_the_schedule_and_keeps_the_event(
 async def test_an_unreachable_receiver_is_retried(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:
-    hooks, callback = receiver
+    hooks, _ = receiver
     closed_port = "http://127.0.0.1:9/hooks"
     watch = await relay.register(await upstream.submit(polls=1), closed_port)
 

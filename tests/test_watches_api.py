@@ -124,7 +124,7 @@ async def test_listing_is_newest_first_filtered_and_paginated(relay: RelayClient
     ],
 )
 async def test_listing_rejects_bad_parameters(
-    relay: RelayClient, params: dict[str, object], message: str
+    relay: RelayClient, params: dict[str, str | int], message: str
 ) -> None:
     response = await relay.http.get("/v1/watches", params=params)
     assert 400 <= response.status_code < 500
