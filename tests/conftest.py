@@ -4,13 +4,17 @@ upstream and a webhook receiver, all on loopback."""
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from sqlalchemy.engine import make_url
 
 from app.main import create_app
 from app.settings import Settings
@@ -18,6 +22,8 @@ from app.simulator import create_simulator
 from tests.receiver import Receiver
 from tests.servers import serve
 
+#: A PostgreSQL server with a database the tests may create databases from (trust auth).
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 API_KEY = "test-api-key"
 UPSTREAM_KEY = "sk-test"
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -88,9 +94,31 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
         yield hooks, f"{url}/hooks"
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> str:
-    return f"sqlite+aiosqlite:///{tmp_path / 'relay.db'}"
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Every relay test runs on a fresh SQLite file and on a fresh PostgreSQL database.
+
+    Without a PostgreSQL server the PostgreSQL half is skipped, except in CI, where it fails.
+    """
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'relay.db'}"
+        return
+    admin = make_url(POSTGRES_URL)
+    name = f"relay_test_{secrets.token_hex(6)}"
+    try:
+        connection = await asyncpg.connect(
+            host=admin.host, port=admin.port, user=admin.username, database=admin.database
+        )
+    except OSError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no PostgreSQL at {POSTGRES_URL} ({exc}); set TEST_POSTGRES_URL")
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+        yield admin.set(database=name).render_as_string(hide_password=False)
+        await connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
 
 
 def relay_settings(database_url: str, upstream_url: str, **overrides: Any) -> Settings:
