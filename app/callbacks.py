@@ -56,15 +56,19 @@ async def ensure_public(url: str) -> None:
     """Refuse a host name that resolves to any non-public address."""
     host = urlsplit(url).hostname or ""
     try:
-        if not ipaddress.ip_address(host).is_global:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if not literal.is_global:
             raise CallbackRefused(f"{host} is not a public address")
         return
-    except ValueError:
-        pass
     try:
         infos = await asyncio.get_running_loop().getaddrinfo(host, None, type=socket.SOCK_STREAM)
     except OSError as exc:
         raise CallbackRefused(f"cannot resolve {host}: {exc.strerror}") from None
+    except UnicodeError:
+        raise CallbackRefused(f"cannot resolve {host}: not a valid host name") from None
     for info in infos:
         address = info[4][0]
         if not ipaddress.ip_address(address).is_global:

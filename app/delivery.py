@@ -131,6 +131,11 @@ class Deliverer:
             error = "timeout"
         except httpx.TransportError as exc:
             error = f"connection error: {type(exc).__name__}"
+        except Exception as exc:
+            # Recorded as a failed attempt so the event still follows its schedule to the end,
+            # instead of being reclaimed and failing the same way forever.
+            log.exception("delivery of event %s failed unexpectedly", event.id)
+            error = f"internal error: {type(exc).__name__}"
         if status_code is not None and not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
         elapsed = time.perf_counter() - started

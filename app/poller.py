@@ -73,5 +73,10 @@ class Poller:
             self._metrics.polls.labels(outcome=exc.kind.value).inc()
             log.info("poll of task %s failed: %s", watch.task_id, exc)
             return claims.PollResult(watch, None, str(exc))
+        except Exception as exc:
+            # One odd answer must not sink the batch it came in: record it and poll again later.
+            self._metrics.polls.labels(outcome="internal_error").inc()
+            log.exception("poll of task %s failed unexpectedly", watch.task_id)
+            return claims.PollResult(watch, None, f"internal error: {type(exc).__name__}")
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
         return claims.PollResult(watch, snapshot)

@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+MAX_RETRY_DELAY = 30 * 24 * 3600.0
+
 #: Delays, in seconds, before each retry of a webhook: about a day in all.
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
 
@@ -20,6 +22,7 @@ class Settings(BaseSettings):
         env_file=".env",
         extra="ignore",
         populate_by_name=True,
+        allow_inf_nan=False,
     )
 
     nebula_base_url: str = Field(
@@ -56,8 +59,10 @@ class Settings(BaseSettings):
                     "RELAY_RETRY_SCHEDULE must be comma-separated seconds, e.g. 5,300,1800"
                 ) from None
             value = delays
-        if isinstance(value, tuple | list) and any(float(delay) < 0 for delay in value):
-            raise ValueError("retry delays cannot be negative")
+        if isinstance(value, tuple | list) and any(
+            not 0 <= float(delay) <= MAX_RETRY_DELAY for delay in value
+        ):
+            raise ValueError(f"retry delays must be between 0 and {MAX_RETRY_DELAY:.0f} seconds")
         return value
 
     @field_validator("signing_secret")

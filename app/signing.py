@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from standardwebhooks import Webhook
@@ -22,6 +22,7 @@ def _webhook(secret: str) -> Webhook:
 
 def signature_headers(secret: str, *, message_id: str, body: str, at: datetime) -> dict[str, str]:
     """The three headers of the spec; the timestamp is the attempt's, so each retry is fresh."""
+    at = at.astimezone(UTC)  # the library reads the wall time as UTC, whatever the zone
     return {
         "webhook-id": message_id,
         "webhook-timestamp": str(int(at.timestamp())),

@@ -40,8 +40,7 @@ class UpstreamClient:
         self._api_key = api_key
 
     async def fetch(self, task_id: str) -> TaskSnapshot:
-        # Veo task ids are long URL-safe base64; quote everything so no id can alter the path.
-        url = f"{self._base_url}/v1/video/generations/{quote(task_id, safe='')}"
+        url = f"{self._base_url}/v1/video/generations/{_path_segment(task_id)}"
         headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
         try:
             response = await self._http.get(url, headers=headers)
@@ -52,6 +51,13 @@ class UpstreamClient:
         except httpx.TransportError as exc:
             raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
         return _interpret(response)
+
+
+def _path_segment(task_id: str) -> str:
+    """Quote the id so that no id can alter the path: not `/`, `?` or `#`, and not a `.` or `..`
+    that clients resolve as a dot segment (`quote` leaves dots alone)."""
+    segment = quote(task_id, safe="")
+    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
 
 def _interpret(response: httpx.Response) -> TaskSnapshot:

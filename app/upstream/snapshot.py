@@ -107,6 +107,6 @@ def _error(task: dict[str, Any]) -> TaskError:
         return TaskError(code=None, message=reason)
     metadata = task.get("metadata")
     output = metadata.get("output") if isinstance(metadata, dict) else None
-    if isinstance(output, dict) and isinstance(output.get("message"), str):
+    if isinstance(output, dict) and isinstance(output.get("message"), str) and output["message"]:
         return TaskError(code=output.get("code"), message=output["message"])
     return TaskError(code=None, message="the upstream reported the task as failed without a reason")

@@ -179,11 +179,6 @@ async def test_a_task_id_reaches_the_upstream_intact_as_one_path_segment(
     assert segment == quote(task_id, safe="")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in app/upstream/client.py fetch: quote() leaves '.' unescaped, so the task id "
-    "'.' or '..' is a dot segment that httpx removes; '..' queries GET /v1/video instead",
-)
 @pytest.mark.parametrize("task_id", [".", ".."])
 async def test_a_dot_task_id_cannot_climb_out_of_the_task_path(
     upstream: tuple[FakeUpstream, str], client: UpstreamClient, task_id: str

@@ -260,11 +260,6 @@ def test_an_answer_without_a_status_is_not_a_task(body: dict[str, Any]) -> None:
         parse_snapshot(body)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG in app/upstream/snapshot.py _error: an empty metadata.output.message is "
-    "returned as the reason instead of the fallback message used for every other empty reason",
-)
 def test_an_empty_wanxiang_reason_falls_back_to_the_generic_message() -> None:
     body = task("failed", metadata={"output": {"task_status": "FAILED", "message": ""}})
 

@@ -1,0 +1,188 @@
+"""The relay's configuration: the README's table of options, read from the environment."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from app.settings import DEFAULT_RETRY_SCHEDULE, Settings
+from app.signing import generate_secret
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only what a test sets is seen: no option of the machine running the tests leaks in."""
+    for name in list(os.environ):
+        if name.upper().startswith(("RELAY_", "NEBULA_")):
+            monkeypatch.delenv(name)
+
+
+def settings(**values: Any) -> Settings:
+    """Settings from the environment and `values` only, never from a stray `.env`."""
+    return Settings(_env_file=None, **values)
+
+
+@pytest.mark.parametrize(
+    ("field", "default"),
+    [
+        ("nebula_base_url", "https://llm.ai-nebula.com"),
+        ("nebula_api_key", None),
+        ("database_url", "sqlite+aiosqlite:///./relay.db"),
+        ("api_key", None),
+        ("signing_secret", None),
+        ("poll_interval", 5.0),
+        ("retry_schedule", (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)),
+        ("retry_jitter", 0.2),
+        ("delivery_timeout", 15.0),
+        ("upstream_timeout", 10.0),
+        ("allow_private_callbacks", False),
+        ("tick_interval", 0.5),
+        ("poll_concurrency", 100),
+        ("delivery_concurrency", 100),
+        ("shutdown_grace", 10.0),
+    ],
+)
+def test_every_option_defaults_to_the_value_in_the_readme(field: str, default: object) -> None:
+    assert getattr(settings(), field) == default
+
+
+def test_the_default_schedule_makes_eight_attempts_over_about_a_day() -> None:
+    assert settings().retry_schedule == DEFAULT_RETRY_SCHEDULE
+    assert len(DEFAULT_RETRY_SCHEDULE) + 1 == 8
+    assert 24 * 3600 < sum(DEFAULT_RETRY_SCHEDULE) < 28 * 3600
+
+
+def test_options_are_read_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NEBULA_API_KEY", "sk-from-env")
+    monkeypatch.setenv("NEBULA_BASE_URL", "http://127.0.0.1:9000")
+    monkeypatch.setenv("RELAY_RETRY_SCHEDULE", "1, 2,3")
+    monkeypatch.setenv("RELAY_POLL_INTERVAL", "2.5")
+    monkeypatch.setenv("RELAY_ALLOW_PRIVATE_CALLBACKS", "true")
+    monkeypatch.setenv("RELAY_DELIVERY_CONCURRENCY", "7")
+
+    loaded = settings()
+
+    assert loaded.nebula_api_key is not None
+    assert loaded.nebula_api_key.get_secret_value() == "sk-from-env"
+    assert loaded.nebula_base_url == "http://127.0.0.1:9000"
+    assert loaded.retry_schedule == (1.0, 2.0, 3.0)
+    assert loaded.poll_interval == 2.5
+    assert loaded.allow_private_callbacks is True
+    assert loaded.delivery_concurrency == 7
+
+
+def test_environment_names_are_not_case_sensitive(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("relay_poll_interval", "3")
+
+    assert settings().poll_interval == 3.0
+
+
+def test_a_dotenv_file_is_read_and_the_environment_wins(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env_file = tmp_path / ".env"
+    env_file.write_text("NEBULA_API_KEY=sk-from-file\nRELAY_POLL_INTERVAL=4\n")
+    monkeypatch.setenv("RELAY_POLL_INTERVAL", "3")
+
+    loaded = Settings(_env_file=env_file)
+
+    assert loaded.nebula_api_key is not None
+    assert loaded.nebula_api_key.get_secret_value() == "sk-from-file"
+    assert loaded.poll_interval == 3.0
+
+
+def test_a_schedule_may_be_given_as_a_list_from_code() -> None:
+    assert settings(retry_schedule=[0.1, 2]).retry_schedule == (0.1, 2.0)
+
+
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    secret = generate_secret()
+
+    loaded = settings(nebula_api_key="sk-hidden", api_key="relay-hidden", signing_secret=secret)
+
+    for text in (repr(loaded), str(loaded)):
+        assert "sk-hidden" not in text
+        assert "relay-hidden" not in text
+        assert secret not in text
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # 24 bytes, the minimum
+        generate_secret(),
+    ],
+)
+def test_a_well_formed_signing_secret_is_accepted(
+    secret: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RELAY_SIGNING_SECRET", secret)
+
+    loaded = settings()
+
+    assert loaded.signing_secret is not None
+    assert loaded.signing_secret.get_secret_value() == secret
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        ("RELAY_RETRY_SCHEDULE", "5,soon", "comma-separated seconds, e.g. 5,300,1800"),
+        ("RELAY_RETRY_SCHEDULE", "5;300", "comma-separated seconds"),
+        ("RELAY_RETRY_SCHEDULE", "5,-1,30", "retry delays must be between 0 and 2592000 seconds"),
+        ("RELAY_RETRY_SCHEDULE", "5,1e12", "retry delays must be between 0 and 2592000 seconds"),
+        ("RELAY_SIGNING_SECRET", "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "must start with 'whsec_'"),
+        ("RELAY_SIGNING_SECRET", "whsec_not base64!!", "whsec_ followed by base64"),
+        (
+            "RELAY_SIGNING_SECRET",
+            "whsec_" + base64.b64encode(b"k" * 16).decode(),
+            "at least 24 bytes of key",
+        ),
+        ("RELAY_SIGNING_SECRET", "whsec_", "at least 24 bytes of key"),
+        ("RELAY_POLL_INTERVAL", "0", "greater than 0"),
+        ("RELAY_POLL_INTERVAL", "soon", "valid number"),
+        ("RELAY_DELIVERY_TIMEOUT", "-1", "greater than 0"),
+        ("RELAY_RETRY_JITTER", "1", "less than 1"),
+        ("RELAY_POLL_CONCURRENCY", "0", "greater than or equal to 1"),
+        ("RELAY_ALLOW_PRIVATE_CALLBACKS", "maybe", "valid boolean"),
+    ],
+)
+def test_an_invalid_option_stops_the_relay_with_a_helpful_message(
+    name: str, value: str, message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError, match=message) as caught:
+        settings()
+
+    [error] = caught.value.errors()
+    assert error["loc"] == (name.removeprefix("RELAY_").lower(),)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RELAY_RETRY_SCHEDULE", "5,nan"),
+        ("RELAY_RETRY_SCHEDULE", "5,inf"),
+        ("RELAY_POLL_INTERVAL", "inf"),
+    ],
+)
+def test_a_delay_must_be_a_finite_number(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(name, value)
+
+    with pytest.raises(ValidationError):
+        settings()
+
+
+def test_leases_outlast_one_request() -> None:
+    loaded = settings(upstream_timeout=2, delivery_timeout=3)
+
+    assert loaded.poll_lease > loaded.upstream_timeout
+    assert loaded.delivery_lease > loaded.delivery_timeout
