@@ -8,6 +8,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,6 +23,11 @@ log = logging.getLogger(__name__)
 #: How much of a receiver's answer is kept in the attempt log.
 EXCERPT_BYTES = 1024
 USER_AGENT = "video-webhook-relay"
+#: The Standard Webhooks way for a receiver to say "never send this again".
+GONE = 410
+#: A receiver's `Retry-After` is obeyed within these bounds, in seconds.
+MIN_RETRY_AFTER = 1.0
+MAX_RETRY_AFTER = 24 * 3600.0
 
 
 class Deliverer:
@@ -82,7 +88,7 @@ class Deliverer:
 
     async def _deliver(self, event: claims.DueEvent) -> None:
         result = await self._attempt(event)
-        retry_at = None if result.delivered else self._next_attempt(event.attempts)
+        retry_at = None if result.delivered else self._next_attempt(event, result)
         outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")
         self._metrics.deliveries.labels(outcome=outcome).inc()
         if outcome == "dead":
@@ -97,11 +103,20 @@ class Deliverer:
         if self._backlog:
             self._on_slot_free()
 
-    def _next_attempt(self, attempts_before: int) -> datetime | None:
-        if attempts_before >= len(self._schedule):
+    def _next_attempt(
+        self, event: claims.DueEvent, result: claims.AttemptResult
+    ) -> datetime | None:
+        """When to try again, or None to stop: the schedule is used up, or the receiver said 410.
+
+        A redelivery starts a new round (`round_start`), which follows the schedule afresh.
+        """
+        step = event.attempts - event.round_start
+        if result.status_code == GONE or step >= len(self._schedule):
             return None
-        delay = self._schedule[attempts_before]
-        delay *= random.uniform(1 - self._jitter, 1 + self._jitter)
+        if result.retry_after is not None:
+            delay = min(max(result.retry_after, MIN_RETRY_AFTER), MAX_RETRY_AFTER)
+        else:
+            delay = self._schedule[step] * random.uniform(1 - self._jitter, 1 + self._jitter)
         return datetime.now(UTC) + timedelta(seconds=delay)
 
     async def _attempt(self, event: claims.DueEvent) -> claims.AttemptResult:
@@ -110,6 +125,7 @@ class Deliverer:
         status_code: int | None = None
         error: str | None = None
         excerpt: str | None = None
+        retry_after: float | None = None
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
@@ -125,6 +141,8 @@ class Deliverer:
             ) as response:
                 status_code = response.status_code
                 excerpt = await _read_excerpt(response)
+                if status_code in (429, 503):
+                    retry_after = _retry_after(response.headers.get("retry-after"), at)
         except callbacks.CallbackRefused as exc:
             error = f"refused: {exc}"
         except httpx.TimeoutException:
@@ -136,7 +154,9 @@ class Deliverer:
             # instead of being reclaimed and failing the same way forever.
             log.exception("delivery of event %s failed unexpectedly", event.id)
             error = f"internal error: {type(exc).__name__}"
-        if status_code is not None and not 200 <= status_code < 300:
+        if status_code == GONE:
+            error = "HTTP 410: the receiver asked for no more deliveries of this event"
+        elif status_code is not None and not 200 <= status_code < 300:
             error = f"HTTP {status_code}"
         elapsed = time.perf_counter() - started
         self._metrics.delivery_seconds.observe(elapsed)
@@ -146,7 +166,24 @@ class Deliverer:
             status_code=status_code,
             error=error,
             response_excerpt=excerpt,
+            retry_after=retry_after,
         )
+
+
+def _retry_after(value: str | None, now: datetime) -> float | None:
+    """`Retry-After` is either seconds or an HTTP date; anything else is ignored."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return (when - now).total_seconds()
 
 
 async def _read_excerpt(response: httpx.Response) -> str:

@@ -1,4 +1,4 @@
-"""The webhook event: its type and its body, frozen when the terminal status is first seen."""
+"""The webhook events: their types and bodies, frozen when they are created."""
 
 from __future__ import annotations
 
@@ -10,6 +10,12 @@ from app.upstream import TaskSnapshot, TaskStatus
 
 SUCCEEDED = "task.succeeded"
 FAILED = "task.failed"
+UPDATED = "task.updated"
+
+#: Sent when the task ends, whatever a watch subscribed to: the webhook the relay exists for.
+TERMINAL = frozenset({SUCCEEDED, FAILED})
+ALL = frozenset({SUCCEEDED, FAILED, UPDATED})
+DEFAULT_SUBSCRIPTION = (SUCCEEDED, FAILED)
 
 #: Strings longer than this that start with `data:` are inline files (Veo returns videos that way,
 #: megabytes long); they never travel in a webhook body.
@@ -17,7 +23,11 @@ _INLINE_FILE_LIMIT = 1024
 
 
 def event_type(status: TaskStatus) -> str:
-    return SUCCEEDED if status is TaskStatus.SUCCEEDED else FAILED
+    if status is TaskStatus.SUCCEEDED:
+        return SUCCEEDED
+    if status is TaskStatus.FAILED:
+        return FAILED
+    return UPDATED
 
 
 def build_payload(
@@ -35,6 +45,8 @@ def build_payload(
         "status": snapshot.status.value,
         "upstream_status": snapshot.upstream_status,
     }
+    if snapshot.progress is not None:
+        data["progress"] = snapshot.progress
     if snapshot.url is not None and _is_link(snapshot.url):
         data["url"] = snapshot.url
     if snapshot.error is not None:

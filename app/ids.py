@@ -12,7 +12,11 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
 
 
-def event_id(watch_id: str, event_type: str) -> str:
-    """Derived, not random: a crash, a restart or a redelivery can never give one event two ids."""
-    digest = hashlib.sha256(f"{watch_id}:{event_type}".encode()).hexdigest()
+def event_id(watch_id: str, event_key: str) -> str:
+    """Derived, not random: a crash, a restart or a redelivery can never give one event two ids.
+
+    `event_key` names the event within its watch: its type, and a sequence number for the types
+    a watch can send more than once.
+    """
+    digest = hashlib.sha256(f"{watch_id}:{event_key}".encode()).hexdigest()
     return f"msg_{digest[:32]}"

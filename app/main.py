@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app import relay
-from app.api.routes import service, watches
+from app.api.routes import recovery, service, watches
 from app.settings import Settings
 
 VERSION = "0.1.0"
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.include_router(watches.router)
+    app.include_router(recovery.router)
     app.include_router(service.router)
     return app
 

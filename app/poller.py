@@ -56,13 +56,13 @@ class Poller:
         if not due:
             return 0
         results = await asyncio.gather(*(self._poll(watch) for watch in due))
-        created = await claims.record_polls(
+        wrote_events = await claims.record_polls(
             self._engine,
             owner=self._owner,
             results=results,
             next_poll_at=datetime.now(UTC) + self._interval,
         )
-        if created:
+        if wrote_events:
             self._on_events()
         return len(due)
 

@@ -34,6 +34,10 @@ class Relay:
         """A new watch is polled at once, not at the next tick."""
         self.ticker.kick(POLL)
 
+    def deliver_now(self) -> None:
+        """Events queued again by the API are sent at once, not at the next tick."""
+        self.ticker.kick(DELIVER)
+
 
 POLL = "poll"
 DELIVER = "deliver"

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+)
 
 from app.states import WatchState
 
 MAX_TASK_ID_LENGTH = 2048
 MAX_METADATA_BYTES = 16 * 1024
+MAX_IDEMPOTENCY_KEY_LENGTH = 255
+
+EventType = Literal["task.succeeded", "task.failed", "task.updated"]
 
 
 class WatchCreate(BaseModel):
@@ -35,6 +44,12 @@ class WatchCreate(BaseModel):
         description=f"Opaque JSON object echoed in the webhook; at most {MAX_METADATA_BYTES} "
         "bytes once serialized.",
     )
+    events: list[EventType] | None = Field(
+        None,
+        min_length=1,
+        description="Events to receive. The final one (`task.succeeded` or `task.failed`) is "
+        "always sent; add `task.updated` to also get each status or progress change before it.",
+    )
 
     @field_validator("task_id")
     @classmethod
@@ -55,6 +70,35 @@ class WatchCreate(BaseModel):
                     f"metadata is {size} bytes once serialized; the limit is {MAX_METADATA_BYTES}"
                 )
         return value
+
+
+class AttemptOut(BaseModel):
+    """One try at delivering one event."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    event_id: str
+    event_type: str
+    attempted_at: datetime
+    duration_ms: int
+    status_code: int | None = Field(description="The receiver's HTTP status, if it answered.")
+    error: str | None = Field(description="Why the attempt failed: HTTP status, timeout, …")
+    response_excerpt: str | None = Field(description="The start of the receiver's answer.")
+    next_attempt_at: datetime | None = Field(description="When the event was due again.")
+
+
+class AttemptPage(BaseModel):
+    data: list[AttemptOut]
+
+
+class RecoverRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    since: AwareDatetime = Field(description="Re-queue events given up on created since then.")
+
+
+class RecoverResult(BaseModel):
+    recovered: int = Field(description="How many events were queued again.")
 
 
 class EventOut(BaseModel):
@@ -79,6 +123,7 @@ class WatchOut(BaseModel):
     task_id: str
     callback_url: str
     metadata: dict[str, Any] | None
+    events: list[str] = Field(description="The events this watch sends.")
     state: WatchState
     task_status: str | None = Field(
         description="Last normalized upstream status: queued, in_progress, succeeded or failed."

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import events as webhook_events
 from app.ids import event_id
@@ -32,6 +32,16 @@ class DueWatch:
     metadata: Any
     callback_url: str
     client_id: str
+    task_status: str | None
+    progress: float | None
+    event_types: list[str] | None
+    event_seq: int
+
+    def subscribed(self, kind: str) -> bool:
+        return kind in (self.event_types or webhook_events.DEFAULT_SUBSCRIPTION)
+
+    def changed(self, snapshot: TaskSnapshot) -> bool:
+        return (self.task_status, self.progress) != (snapshot.status.value, snapshot.progress)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +55,16 @@ class PollResult:
 class DueEvent:
     id: str
     watch_id: str
+    type: str
     callback_url: str
     payload: str
     attempts: int
+    round_start: int
     signing_secret: str
+
+    @property
+    def terminal(self) -> bool:
+        return self.type in webhook_events.TERMINAL
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +74,8 @@ class AttemptResult:
     status_code: int | None
     error: str | None
     response_excerpt: str | None
+    #: Seconds the receiver asked us to wait (`Retry-After` on a 429 or 503).
+    retry_after: float | None = None
 
     @property
     def delivered(self) -> bool:
@@ -89,29 +107,33 @@ async def claim_due_watches(
             watches.c.metadata,
             watches.c.callback_url,
             watches.c.client_id,
+            watches.c.task_status,
+            watches.c.progress,
+            watches.c.event_types,
+            watches.c.event_seq,
         )
     )
     async with engine.begin() as conn:
-        return [DueWatch(*row) for row in await conn.execute(claim)]
+        return [DueWatch(**row._mapping) for row in await conn.execute(claim)]
+
+
+_MINE = (
+    watches.c.id == bindparam("b_id"),
+    watches.c.lease_owner == bindparam("b_owner"),
+    watches.c.state == WatchState.ACTIVE,
+)
 
 
 async def record_polls(
     engine: AsyncEngine, *, owner: str, results: Sequence[PollResult], next_poll_at: datetime
-) -> list[str]:
-    """Write a batch of polls back in one transaction; return the ids of events created.
+) -> bool:
+    """Write a batch of polls back in one transaction; say whether any webhook was written.
 
-    A terminal status moves the watch to `notifying` and inserts its webhook into the outbox in
-    the same transaction, so a crash can never leave one without the other.
+    A status that makes an event moves the watch on and inserts the event into the outbox in the
+    same transaction, so a crash can never leave one without the other. Polls that make no event
+    are written with one statement for the whole batch.
     """
     now = datetime.now(UTC)
-    seen = [r for r in results if r.snapshot is not None and not r.snapshot.status.terminal]
-    failed = [r for r in results if r.snapshot is None]
-    terminal = [r for r in results if r.snapshot is not None and r.snapshot.status.terminal]
-    mine = (
-        watches.c.id == bindparam("b_id"),
-        watches.c.lease_owner == owner,
-        watches.c.state == WatchState.ACTIVE,
-    )
     release = {
         "poll_count": watches.c.poll_count + 1,
         "last_polled_at": now,
@@ -119,12 +141,24 @@ async def record_polls(
         "lease_expires_at": None,
         "updated_at": now,
     }
-    created: list[str] = []
+    quiet: list[PollResult] = []
+    failed: list[PollResult] = []
+    eventful: list[PollResult] = []
+    for result in results:
+        if result.snapshot is None:
+            failed.append(result)
+        elif result.snapshot.status.terminal or (
+            result.watch.subscribed(webhook_events.UPDATED)
+            and result.watch.changed(result.snapshot)
+        ):
+            eventful.append(result)
+        else:
+            quiet.append(result)
     async with engine.begin() as conn:
-        if seen:
+        if quiet:
             await conn.execute(
                 update(watches)
-                .where(*mine)
+                .where(*_MINE)
                 .values(
                     task_status=bindparam("b_status"),
                     upstream_status=bindparam("b_upstream_status"),
@@ -133,81 +167,113 @@ async def record_polls(
                     next_poll_at=next_poll_at,
                     **release,
                 ),
-                [
-                    {
-                        "b_id": r.watch.id,
-                        "b_status": r.snapshot.status.value,
-                        "b_upstream_status": r.snapshot.upstream_status[:64],
-                        "b_progress": r.snapshot.progress,
-                    }
-                    for r in seen
-                    if r.snapshot is not None
-                ],
+                [{"b_id": r.watch.id, "b_owner": owner, **_seen(r.snapshot)} for r in quiet],
             )
         if failed:
             await conn.execute(
                 update(watches)
-                .where(*mine)
+                .where(*_MINE)
                 .values(last_poll_error=bindparam("b_error"), next_poll_at=next_poll_at, **release),
-                [{"b_id": r.watch.id, "b_error": r.error} for r in failed],
+                [{"b_id": r.watch.id, "b_owner": owner, "b_error": r.error} for r in failed],
             )
-        for result in terminal:
-            snapshot = result.snapshot
-            assert snapshot is not None
-            changed = await conn.execute(
-                update(watches)
-                .where(*mine)
-                .values(
-                    state=WatchState.NOTIFYING,
-                    task_status=snapshot.status.value,
-                    upstream_status=snapshot.upstream_status[:64],
-                    progress=snapshot.progress,
-                    last_poll_error=None,
-                    next_poll_at=None,
-                    **release,
-                ),
-                {"b_id": result.watch.id},
+        written = False
+        for result in eventful:
+            assert result.snapshot is not None
+            written |= await _record_event(
+                conn, owner, result.watch, result.snapshot, now, next_poll_at, release
             )
-            if changed.rowcount != 1:
-                continue
-            watch = result.watch
-            kind = webhook_events.event_type(snapshot.status)
-            new_id = event_id(watch.id, kind)
-            await conn.execute(
-                insert(events).values(
-                    id=new_id,
-                    watch_id=watch.id,
-                    client_id=watch.client_id,
-                    type=kind,
-                    callback_url=watch.callback_url,
-                    payload=webhook_events.build_payload(
-                        event_id=new_id,
-                        created_at=now,
-                        watch_id=watch.id,
-                        task_id=watch.task_id,
-                        metadata=watch.metadata,
-                        snapshot=snapshot,
-                    ),
-                    state=EventState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-            created.append(new_id)
-    return created
+    return written
+
+
+def _seen(snapshot: TaskSnapshot | None) -> dict[str, Any]:
+    assert snapshot is not None
+    return {
+        "b_status": snapshot.status.value,
+        "b_upstream_status": snapshot.upstream_status[:64],
+        "b_progress": snapshot.progress,
+    }
+
+
+async def _record_event(
+    conn: AsyncConnection,
+    owner: str,
+    watch: DueWatch,
+    snapshot: TaskSnapshot,
+    now: datetime,
+    next_poll_at: datetime,
+    release: dict[str, Any],
+) -> bool:
+    kind = webhook_events.event_type(snapshot.status)
+    sending = watch.subscribed(kind) or kind in webhook_events.TERMINAL
+    if snapshot.status.terminal:
+        state, poll_at = WatchState.NOTIFYING, None
+    else:
+        state, poll_at = WatchState.ACTIVE, next_poll_at
+    seq = watch.event_seq + 1
+    changed = await conn.execute(
+        update(watches)
+        .where(*_MINE)
+        .values(
+            state=state,
+            task_status=snapshot.status.value,
+            upstream_status=snapshot.upstream_status[:64],
+            progress=snapshot.progress,
+            last_poll_error=None,
+            next_poll_at=poll_at,
+            event_seq=seq,
+            **release,
+        ),
+        {"b_id": watch.id, "b_owner": owner},
+    )
+    if changed.rowcount != 1 or not sending:
+        return False
+    new_id = event_id(watch.id, kind if kind in webhook_events.TERMINAL else f"{kind}:{seq}")
+    await conn.execute(
+        insert(events).values(
+            id=new_id,
+            watch_id=watch.id,
+            client_id=watch.client_id,
+            seq=seq,
+            type=kind,
+            callback_url=watch.callback_url,
+            payload=webhook_events.build_payload(
+                event_id=new_id,
+                created_at=now,
+                watch_id=watch.id,
+                task_id=watch.task_id,
+                metadata=watch.metadata,
+                snapshot=snapshot,
+            ),
+            state=EventState.PENDING,
+            attempts=0,
+            round_start=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return True
 
 
 async def claim_due_events(
     engine: AsyncEngine, *, owner: str, lease: float, limit: int
 ) -> list[DueEvent]:
+    """Claim due events, never one while an earlier event of its watch is still pending.
+
+    That keeps each watch's webhooks in order, and no `task.updated` after the final event.
+    """
     now = datetime.now(UTC)
+    earlier = events.alias("earlier")
     due = (
         select(events.c.id)
         .where(
             events.c.state == EventState.PENDING,
             events.c.next_attempt_at <= now,
             or_(events.c.lease_expires_at.is_(None), events.c.lease_expires_at < now),
+            ~exists().where(
+                earlier.c.watch_id == events.c.watch_id,
+                earlier.c.state == EventState.PENDING,
+                earlier.c.seq < events.c.seq,
+            ),
         )
         .order_by(events.c.next_attempt_at)
         .limit(limit)
@@ -220,9 +286,11 @@ async def claim_due_events(
         .returning(
             events.c.id,
             events.c.watch_id,
+            events.c.type,
             events.c.callback_url,
             events.c.payload,
             events.c.attempts,
+            events.c.round_start,
             events.c.client_id,
         )
     )
@@ -240,9 +308,11 @@ async def claim_due_events(
         DueEvent(
             id=row.id,
             watch_id=row.watch_id,
+            type=row.type,
             callback_url=row.callback_url,
             payload=row.payload,
             attempts=row.attempts,
+            round_start=row.round_start,
             signing_secret=secrets[row.client_id],
         )
         for row in claimed
@@ -257,7 +327,10 @@ async def record_attempt(
     result: AttemptResult,
     retry_at: datetime | None,
 ) -> None:
-    """Log the attempt and move the event on: delivered, due again at `retry_at`, or dead."""
+    """Log the attempt and move the event on: delivered, due again at `retry_at`, or dead.
+
+    Only the final event moves its watch to `completed` or `failed`.
+    """
     if result.delivered:
         event_state, watch_state = EventState.DELIVERED, WatchState.COMPLETED
     elif retry_at is None:
@@ -273,6 +346,7 @@ async def record_attempt(
                 status_code=result.status_code,
                 error=result.error,
                 response_excerpt=result.response_excerpt,
+                next_attempt_at=retry_at,
             )
         )
         changed = await conn.execute(
@@ -285,7 +359,7 @@ async def record_attempt(
             .values(
                 state=event_state,
                 attempts=events.c.attempts + 1,
-                next_attempt_at=retry_at if event_state is EventState.PENDING else None,
+                next_attempt_at=retry_at,
                 lease_owner=None,
                 lease_expires_at=None,
                 last_status_code=result.status_code,
@@ -293,7 +367,7 @@ async def record_attempt(
                 delivered_at=result.attempted_at if result.delivered else None,
             )
         )
-        if changed.rowcount == 1 and watch_state is not None:
+        if changed.rowcount == 1 and watch_state is not None and event.terminal:
             await conn.execute(
                 update(watches)
                 .where(watches.c.id == event.watch_id, watches.c.state == WatchState.NOTIFYING)

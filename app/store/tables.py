@@ -48,6 +48,8 @@ watches = Table(
     Column("task_id", Text, nullable=False),
     Column("callback_url", Text, nullable=False),
     Column("metadata", JSON, nullable=True),
+    Column("event_types", JSON, nullable=True),
+    Column("event_seq", Integer, nullable=False, server_default=text("0")),
     Column("state", String(16), nullable=False),
     Column("task_status", String(16), nullable=True),
     Column("upstream_status", String(64), nullable=True),
@@ -82,11 +84,13 @@ events = Table(
     Column("id", String(40), primary_key=True),
     Column("watch_id", String(40), ForeignKey("watches.id"), nullable=False),
     Column("client_id", String(40), ForeignKey("clients.id"), nullable=False),
+    Column("seq", Integer, nullable=False, server_default=text("0")),
     Column("type", String(40), nullable=False),
     Column("callback_url", Text, nullable=False),
     Column("payload", Text, nullable=False),
     Column("state", String(16), nullable=False),
     Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("round_start", Integer, nullable=False, server_default=text("0")),
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Column("lease_owner", String(40), nullable=True),
     Column("lease_expires_at", UTCDateTime, nullable=True),
@@ -95,7 +99,8 @@ events = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
     Index("ix_events_due", "state", "next_attempt_at"),
-    Index("ix_events_watch_id", "watch_id"),
+    Index("ix_events_watch_id_seq", "watch_id", "seq"),
+    Index("ix_events_client_id_state", "client_id", "state"),
 )
 
 #: One row per delivery attempt, kept for the operator's and the receiver's debugging.
@@ -109,5 +114,18 @@ attempts = Table(
     Column("status_code", Integer, nullable=True),
     Column("error", Text, nullable=True),
     Column("response_excerpt", Text, nullable=True),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
     Index("ix_attempts_event_id", "event_id"),
+)
+
+#: What a POST with an `Idempotency-Key` answered, so a retried request gets the same answer.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("client_id", String(40), ForeignKey("clients.id"), primary_key=True),
+    Column("key", String(255), primary_key=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("status_code", Integer, nullable=False),
+    Column("response", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

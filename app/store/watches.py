@@ -11,11 +11,13 @@ from sqlalchemy import Row, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from app import events as webhook_events
 from app.ids import new_id
 from app.states import EventState, WatchState
-from app.store.tables import events, watches
+from app.store.tables import attempts, events, watches
 
 _LIVE = (WatchState.ACTIVE, WatchState.NOTIFYING)
+_ENDED = (WatchState.NOTIFYING, WatchState.COMPLETED, WatchState.FAILED)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +38,7 @@ class Watch:
     task_id: str
     callback_url: str
     metadata: Any
+    events: list[str]
     state: str
     task_status: str | None
     upstream_status: str | None
@@ -48,7 +51,21 @@ class Watch:
     event: EventSummary | None
 
 
-class NotCancellable(Exception):
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    event_id: str
+    event_type: str
+    attempted_at: datetime
+    duration_ms: int
+    status_code: int | None
+    error: str | None
+    response_excerpt: str | None
+    next_attempt_at: datetime | None
+
+
+class WrongState(Exception):
+    """The watch exists but is not in a state that allows the operation."""
+
     def __init__(self, state: str) -> None:
         super().__init__(state)
         self.state = state
@@ -59,6 +76,7 @@ _WATCH_COLUMNS = [
     watches.c.task_id,
     watches.c.callback_url,
     watches.c.metadata,
+    watches.c.event_types.label("events"),
     watches.c.state,
     watches.c.task_status,
     watches.c.upstream_status,
@@ -82,7 +100,13 @@ _EVENT_COLUMNS = [
 
 
 async def register(
-    engine: AsyncEngine, *, client_id: str, task_id: str, callback_url: str, metadata: Any
+    engine: AsyncEngine,
+    *,
+    client_id: str,
+    task_id: str,
+    callback_url: str,
+    metadata: Any,
+    event_types: list[str] | None = None,
 ) -> tuple[Watch, bool]:
     """Create a watch, or return the live one for the same task and callback (`created` False).
 
@@ -99,6 +123,7 @@ async def register(
                     task_id=task_id,
                     callback_url=callback_url,
                     metadata=metadata,
+                    event_types=event_types,
                     state=WatchState.ACTIVE,
                     poll_count=0,
                     next_poll_at=now,
@@ -165,7 +190,7 @@ async def cancel(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch
     """Stop polling and withdraw any undelivered webhook, in one transaction.
 
     Cancelling twice is harmless; cancelling a watch whose webhook was already delivered or
-    dead-lettered raises `NotCancellable`, since nothing is left to stop.
+    dead-lettered raises `WrongState`, since nothing is left to stop.
     """
     now = datetime.now(UTC)
     async with engine.begin() as conn:
@@ -186,8 +211,110 @@ async def cancel(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch
             )
     watch = await get(engine, client_id=client_id, watch_id=watch_id)
     if watch is not None and watch.state != WatchState.CANCELLED:
-        raise NotCancellable(watch.state)
+        raise WrongState(watch.state)
     return watch
+
+
+async def redeliver(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
+    """Queue the watch's final event to be sent again now, as a new round of the schedule.
+
+    The event keeps its id and body: to the receiver, a redelivery is just another delivery.
+    """
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        terminal = (
+            await conn.execute(
+                select(events.c.id)
+                .join(watches, watches.c.id == events.c.watch_id)
+                .where(
+                    watches.c.client_id == client_id,
+                    watches.c.id == watch_id,
+                    watches.c.state.in_(_ENDED),
+                    events.c.type.in_(webhook_events.TERMINAL),
+                )
+            )
+        ).scalar_one_or_none()
+        if terminal is not None:
+            await conn.execute(
+                update(events).where(events.c.id == terminal).values(**_requeued(now))
+            )
+            await conn.execute(
+                update(watches)
+                .where(watches.c.id == watch_id)
+                .values(state=WatchState.NOTIFYING, updated_at=now)
+            )
+    watch = await get(engine, client_id=client_id, watch_id=watch_id)
+    if watch is not None and terminal is None:
+        raise WrongState(watch.state)
+    return watch
+
+
+async def recover(engine: AsyncEngine, *, client_id: str, since: datetime) -> int:
+    """Queue again every event of the client that was given up on since `since`."""
+    now = datetime.now(UTC)
+    async with engine.begin() as conn:
+        requeued = (
+            await conn.execute(
+                update(events)
+                .where(
+                    events.c.client_id == client_id,
+                    events.c.state == EventState.FAILED,
+                    events.c.created_at >= since,
+                )
+                .values(**_requeued(now))
+                .returning(events.c.watch_id, events.c.type)
+            )
+        ).all()
+        ended = {row.watch_id for row in requeued if row.type in webhook_events.TERMINAL}
+        if ended:
+            await conn.execute(
+                update(watches)
+                .where(watches.c.id.in_(ended), watches.c.state == WatchState.FAILED)
+                .values(state=WatchState.NOTIFYING, updated_at=now)
+            )
+    return len(requeued)
+
+
+def _requeued(now: datetime) -> dict[str, Any]:
+    return {
+        "state": EventState.PENDING,
+        "next_attempt_at": now,
+        "round_start": events.c.attempts,
+        "lease_owner": None,
+        "lease_expires_at": None,
+    }
+
+
+async def attempts_of(
+    engine: AsyncEngine, *, client_id: str, watch_id: str
+) -> list[Attempt] | None:
+    """Every delivery attempt of every event of the watch, oldest first; None if no such watch."""
+    async with engine.connect() as conn:
+        owned = (
+            await conn.execute(
+                select(watches.c.id).where(
+                    watches.c.client_id == client_id, watches.c.id == watch_id
+                )
+            )
+        ).one_or_none()
+        if owned is None:
+            return None
+        rows = await conn.execute(
+            select(
+                attempts.c.event_id,
+                events.c.type.label("event_type"),
+                attempts.c.attempted_at,
+                attempts.c.duration_ms,
+                attempts.c.status_code,
+                attempts.c.error,
+                attempts.c.response_excerpt,
+                attempts.c.next_attempt_at,
+            )
+            .join(events, events.c.id == attempts.c.event_id)
+            .where(events.c.watch_id == watch_id)
+            .order_by(attempts.c.id)
+        )
+        return [Attempt(**row._mapping) for row in rows]
 
 
 async def _with_events(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Watch]:
@@ -197,8 +324,14 @@ async def _with_events(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[
         result = await conn.execute(
             select(events.c.watch_id, *_EVENT_COLUMNS)
             .where(events.c.watch_id.in_(ids))
-            .order_by(events.c.created_at)
+            .order_by(events.c.seq)
         )
         for event in result:
             summaries[event.watch_id] = EventSummary(*event[1:])
-    return [Watch(**row._mapping, event=summaries.get(row.id)) for row in rows]
+    return [
+        Watch(
+            **{**row._mapping, "events": row.events or list(webhook_events.DEFAULT_SUBSCRIPTION)},
+            event=summaries.get(row.id),
+        )
+        for row in rows
+    ]

@@ -1,17 +1,27 @@
-"""`/v1/watches`: register, read, list and cancel watches."""
+"""`/v1/watches`: register, read, list and cancel watches; see and replay their deliveries."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse
 
 from app import callbacks
 from app.api.deps import CurrentClient, RelayDep
-from app.api.schemas import WatchCreate, WatchOut, WatchPage
+from app.api.schemas import (
+    MAX_IDEMPOTENCY_KEY_LENGTH,
+    AttemptOut,
+    AttemptPage,
+    WatchCreate,
+    WatchOut,
+    WatchPage,
+)
 from app.states import WatchState
-from app.store import watches
+from app.store import idempotency, watches
 
 router = APIRouter(prefix="/v1/watches", tags=["watches"])
 
@@ -21,12 +31,27 @@ _CURSOR = re.compile(r"^wat_[0-9a-f]{28}$")
 
 @router.post(
     "",
+    response_model=WatchOut,
     status_code=status.HTTP_201_CREATED,
-    responses={200: {"model": WatchOut, "description": "This watch already existed."}},
+    responses={
+        200: {"model": WatchOut, "description": "This watch already existed."},
+        409: {"description": "The Idempotency-Key was used with a different request."},
+    },
 )
 async def register_watch(
-    body: WatchCreate, relay: RelayDep, client: CurrentClient, response: Response
-) -> WatchOut:
+    body: WatchCreate,
+    relay: RelayDep,
+    client: CurrentClient,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            min_length=1,
+            max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
+            description="Retrying with the same key and body returns the first answer (24 h).",
+        ),
+    ] = None,
+) -> WatchOut | JSONResponse:
     """Start watching a task. Registering the same task and callback again returns that watch."""
     try:
         callbacks.validate_callback_url(
@@ -37,19 +62,46 @@ async def register_watch(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             [{"loc": ["body", "callback_url"], "msg": str(exc), "type": "value_error"}],
         ) from None
+    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
+    if idempotency_key is not None:
+        stored = await idempotency.find(relay.engine, client_id=client.id, key=idempotency_key)
+        if stored is not None:
+            return _replay(stored, request_hash)
     watch, created = await watches.register(
         relay.engine,
         client_id=client.id,
         task_id=body.task_id,
         callback_url=body.callback_url,
         metadata=body.metadata,
+        event_types=list(body.events) if body.events else None,
     )
     if created:
         relay.poll_now()
-    else:
-        response.status_code = status.HTTP_200_OK
+    status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+    out = WatchOut.model_validate(watch)
+    if idempotency_key is not None:
+        stored = await idempotency.save(
+            relay.engine,
+            client_id=client.id,
+            key=idempotency_key,
+            response=idempotency.StoredResponse(request_hash, status_code, out.model_dump_json()),
+        )
+        return _replay(stored, request_hash)
+    response.status_code = status_code
     response.headers["Location"] = f"/v1/watches/{watch.id}"
-    return WatchOut.model_validate(watch)
+    return out
+
+
+def _replay(stored: idempotency.StoredResponse, request_hash: str) -> JSONResponse:
+    if stored.request_hash != request_hash:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT,
+            "this Idempotency-Key was already used with a different request body",
+        )
+    body = json.loads(stored.body)
+    return JSONResponse(
+        body, status_code=stored.status_code, headers={"Location": f"/v1/watches/{body['id']}"}
+    )
 
 
 @router.get("")
@@ -95,10 +147,41 @@ async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) ->
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
     try:
         watch = await watches.cancel(relay.engine, client_id=client.id, watch_id=watch_id)
-    except watches.NotCancellable as exc:
+    except watches.WrongState as exc:
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"the watch is already {exc.state}; nothing to cancel"
         ) from None
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
+    return WatchOut.model_validate(watch)
+
+
+@router.get("/{watch_id}/attempts", responses={404: {"description": _NOT_FOUND}})
+async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -> AttemptPage:
+    """Every delivery attempt of the watch's webhooks, oldest first."""
+    found = await watches.attempts_of(relay.engine, client_id=client.id, watch_id=watch_id)
+    if found is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
+    return AttemptPage(data=[AttemptOut.model_validate(attempt) for attempt in found])
+
+
+@router.post(
+    "/{watch_id}/redeliver",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses={
+        404: {"description": _NOT_FOUND},
+        409: {"description": "The task has not ended, or the watch was cancelled."},
+    },
+)
+async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
+    """Send the final webhook again now, with the same `webhook-id` and body."""
+    try:
+        watch = await watches.redeliver(relay.engine, client_id=client.id, watch_id=watch_id)
+    except watches.WrongState as exc:
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, f"the watch is {exc.state}; it has no webhook to send again"
+        ) from None
+    if watch is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
+    relay.deliver_now()
     return WatchOut.model_validate(watch)
