@@ -17,19 +17,27 @@ class Received:
     path: str
     headers: dict[str, str]
     body: bytes
+    at: float  # loop time of arrival
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int = 204
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
 
 
 @dataclass
 class Receiver:
-    """Answers each webhook with the next scripted status (then `default_status`) and keeps it."""
+    """Answers each webhook with the next scripted answer (then `default_status`) and keeps it."""
 
     default_status: int = 204
-    scripted: deque[int] = field(default_factory=deque)
+    scripted: deque[Answer] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
-    def answer_next(self, *statuses: int) -> None:
-        self.scripted.extend(statuses)
+    def answer_next(self, *answers: int | Answer) -> None:
+        self.scripted.extend(a if isinstance(a, Answer) else Answer(a) for a in answers)
 
     @property
     def app(self) -> Starlette:
@@ -37,11 +45,16 @@ class Receiver:
 
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
+        arrived = Received(
+            request.url.path, dict(request.headers), body, asyncio.get_running_loop().time()
+        )
         async with self._arrived:
-            self.received.append(Received(request.url.path, dict(request.headers), body))
+            self.received.append(arrived)
             self._arrived.notify_all()
-        status = self.scripted.popleft() if self.scripted else self.default_status
-        return Response(status_code=status, content=b"" if status == 204 else b"ok")
+        answer = self.scripted.popleft() if self.scripted else Answer(self.default_status)
+        await asyncio.sleep(answer.delay)
+        content = b"" if answer.status == 204 else f"answer {answer.status}".encode()
+        return Response(content, status_code=answer.status, headers=answer.headers)
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[Received]:
         """Wait until `count` webhooks have arrived in all; return them."""

@@ -19,8 +19,9 @@ async def _run(server: uvicorn.Server) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp) -> AsyncIterator[str]:
-    """Serves ``app`` on a free loopback port in the running event loop; yields its base URL.
+async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
+    """Serves ``app`` on a loopback port (a free one by default) in the running event loop; yields
+    its base URL.
 
     Sharing the test's loop keeps the app's state directly inspectable from the test, and port 0
     lets tests run in parallel without colliding.
@@ -28,7 +29,7 @@ async def serve(app: ASGIApp) -> AsyncIterator[str]:
     config = uvicorn.Config(
         app,
         host="127.0.0.1",
-        port=0,
+        port=port,
         lifespan="on",
         log_level="warning",
         log_config=None,  # leave logging to pytest instead of reconfiguring it globally

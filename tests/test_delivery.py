@@ -1,0 +1,281 @@
+"""Delivery semantics: what counts as delivered, when to retry, when to stop, and replaying."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+
+from tests.conftest import RelayClient, RelayFactory, Upstream
+from tests.receiver import Answer, Receiver
+from tests.servers import serve
+
+Hooks = tuple[Receiver, str]
+
+
+async def attempts(relay: RelayClient, watch_id: str) -> list[dict[str, Any]]:
+    response = await relay.http.get(f"/v1/watches/{watch_id}/attempts")
+    assert response.status_code == 200, response.text
+    found: list[dict[str, Any]] = response.json()["data"]
+    return found
+
+
+async def test_every_attempt_is_logged_with_its_outcome(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.answer_next(500, 502)
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+    done = await relay.wait_for_state(watch["id"], "completed")
+
+    log = await attempts(relay, watch["id"])
+    assert [a["status_code"] for a in log] == [500, 502, 204]
+    assert [a["error"] for a in log] == ["HTTP 500", "HTTP 502", None]
+    assert log[0]["response_excerpt"] == "answer 500"
+    assert all(a["event_id"] == done["event"]["id"] for a in log)
+    assert all(a["event_type"] == "task.succeeded" for a in log)
+    assert log[0]["next_attempt_at"] is not None
+    assert log[-1]["next_attempt_at"] is None
+    assert all(a["duration_ms"] >= 0 for a in log)
+    assert (await relay.http.get("/v1/watches/wat_nope/attempts")).status_code == 404
+
+
+async def test_410_gone_stops_delivery_at_once(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.answer_next(410)
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+
+    failed = await relay.wait_for_state(watch["id"], "failed")
+    await asyncio.sleep(0.5)
+    assert len(hooks.received) == 1
+    assert failed["event"]["state"] == "failed"
+    assert "410" in failed["event"]["last_error"]
+    [attempt] = await attempts(relay, watch["id"])
+    assert attempt["next_attempt_at"] is None
+
+
+async def test_a_redirect_is_a_failure_and_is_not_followed(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    elsewhere = callback.replace("/hooks", "/elsewhere")
+    hooks.default_status = 307
+    hooks.answer_next(*[Answer(307, {"location": elsewhere})] * 4)
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+
+    failed = await relay.wait_for_state(watch["id"], "failed")
+    assert {hook.path for hook in hooks.received} == {"/hooks"}
+    assert failed["event"]["last_status_code"] == 307
+    assert [a["error"] for a in await attempts(relay, watch["id"])] == ["HTTP 307"] * 4
+
+
+async def test_a_receiver_slower_than_the_timeout_is_retried(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.answer_next(Answer(204, delay=2.0))
+    async with start_relay(delivery_timeout=0.3) as relay:
+        watch = await relay.register(await upstream.submit(polls=1), callback)
+        done = await relay.wait_for_state(watch["id"], "completed")
+        log = await attempts(relay, watch["id"])
+    assert [a["error"] for a in log] == ["timeout", None]
+    assert log[0]["status_code"] is None
+    assert done["event"]["attempts"] == 2
+
+
+@pytest.mark.parametrize(("status", "form"), [(429, "seconds"), (503, "http-date")])
+async def test_retry_after_delays_the_next_attempt(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks, status: int, form: str
+) -> None:
+    hooks, callback = receiver
+    when = datetime.now(UTC) + timedelta(seconds=3)
+    value = "2" if form == "seconds" else format_datetime(when, usegmt=True)
+    hooks.answer_next(Answer(status, {"retry-after": value}))
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+
+    first, second = await hooks.wait_for(2, within=15)
+    # Without the header the schedule would retry after 0.1 s.
+    assert second.at - first.at >= 1.0
+    await relay.wait_for_state(watch["id"], "completed")
+
+
+async def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_back(
+    start_relay: RelayFactory, upstream: Upstream
+) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    hooks = Receiver()
+    async with start_relay(retry_schedule=(0.3,) * 20) as relay:
+        watch = await relay.register(
+            await upstream.submit(polls=1), f"http://127.0.0.1:{port}/hooks"
+        )
+        async with asyncio.timeout(10):
+            while len(await attempts(relay, watch["id"])) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        async with serve(hooks.app, port=port):
+            done = await relay.wait_for_state(watch["id"], "completed")
+        log = await attempts(relay, watch["id"])
+    assert len(hooks.received) == 1
+    assert log[0]["error"].startswith("connection error")
+    assert log[-1]["status_code"] == 204
+    assert done["event"]["attempts"] == len(log)
+
+
+async def test_redelivery_sends_the_same_event_again(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+    await relay.wait_for_state(watch["id"], "completed")
+
+    response = await relay.http.post(f"/v1/watches/{watch['id']}/redeliver")
+    assert response.status_code == 202
+    first, again = await hooks.wait_for(2)
+    assert again.headers["webhook-id"] == first.headers["webhook-id"]
+    assert again.body == first.body
+    done = await relay.wait_for_state(watch["id"], "completed")
+    assert done["event"]["attempts"] == 2
+
+
+async def test_a_dead_event_can_be_redelivered_for_a_full_new_schedule(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.default_status = 500
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+    await relay.wait_for_state(watch["id"], "failed")
+    hooks.answer_next(500, 500)
+    hooks.default_status = 204
+
+    await relay.http.post(f"/v1/watches/{watch['id']}/redeliver")
+    done = await relay.wait_for_state(watch["id"], "completed")
+    assert done["event"]["attempts"] == 4 + 3
+
+
+async def test_only_an_ended_watch_can_be_redelivered(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    _, callback = receiver
+    watch = await relay.register(await upstream.submit(polls=1000), callback)
+    response = await relay.http.post(f"/v1/watches/{watch['id']}/redeliver")
+    assert response.status_code == 409
+    assert "active" in response.json()["detail"]
+    assert (await relay.http.post("/v1/watches/wat_nope/redeliver")).status_code == 404
+
+
+async def test_recover_requeues_every_event_given_up_on_since_a_time(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.default_status = 500
+    failed = [
+        await relay.register(await upstream.submit(polls=1), f"{callback}/{n}") for n in range(3)
+    ]
+    for watch in failed:
+        await relay.wait_for_state(watch["id"], "failed")
+    hooks.default_status = 204
+
+    since = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    response = await relay.http.post("/v1/recover", json={"since": since})
+    assert response.status_code == 200
+    assert response.json() == {"recovered": 3}
+    for watch in failed:
+        await relay.wait_for_state(watch["id"], "completed")
+    again = await relay.http.post("/v1/recover", json={"since": since})
+    assert again.json() == {"recovered": 0}
+
+
+async def test_recover_ignores_events_older_than_since(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.default_status = 500
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+    await relay.wait_for_state(watch["id"], "failed")
+
+    future = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
+    response = await relay.http.post("/v1/recover", json={"since": future})
+    assert response.json() == {"recovered": 0}
+    assert (await relay.get(watch["id"]))["state"] == "failed"
+
+
+@pytest.mark.parametrize(
+    "body", [{"since": "yesterday"}, {"since": "2026-11-28T10:00:00"}, {}, {"since": 1, "x": 2}]
+)
+async def test_recover_needs_an_aware_time(relay: RelayClient, body: dict[str, Any]) -> None:
+    response = await relay.http.post("/v1/recover", json=body)
+    assert response.status_code == 422
+
+
+async def test_an_idempotency_key_replays_the_first_answer(relay: RelayClient) -> None:
+    body = {"task_id": "task-1", "callback_url": "https://example.com/hook"}
+    headers = {"Idempotency-Key": "order-42"}
+    first = await relay.http.post("/v1/watches", json=body, headers=headers)
+    again = await relay.http.post("/v1/watches", json=body, headers=headers)
+    other = await relay.http.post(
+        "/v1/watches", json={**body, "task_id": "task-2"}, headers=headers
+    )
+
+    assert (first.status_code, again.status_code) == (201, 201)
+    assert again.json() == first.json()
+    assert again.headers["location"] == first.headers["location"]
+    assert other.status_code == 409
+    assert "Idempotency-Key" in other.json()["detail"]
+    assert len((await relay.http.get("/v1/watches")).json()["data"]) == 1
+
+
+async def test_an_over_long_idempotency_key_is_refused(relay: RelayClient) -> None:
+    response = await relay.http.post(
+        "/v1/watches",
+        json={"task_id": "t", "callback_url": "https://example.com/hook"},
+        headers={"Idempotency-Key": "k" * 256},
+    )
+    assert response.status_code == 422
+    assert (await relay.http.get("/v1/watches")).json()["data"] == []
+
+
+async def test_status_changes_are_sent_in_order_when_asked_for(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.answer_next(500, 500)  # the first update is late: nothing may overtake it
+    watch = await relay.register(await upstream.submit(polls=4), callback, events=["task.updated"])
+    await relay.wait_for_state(watch["id"], "completed")
+
+    delivered = [json.loads(h.body) for h in hooks.received[2:]]
+    types = [event["type"] for event in delivered]
+    assert types[-1] == "task.succeeded"
+    assert set(types[:-1]) == {"task.updated"}
+    assert len(types) >= 3
+    statuses = [event["data"]["status"] for event in delivered]
+    assert statuses[0] == "queued"
+    assert "in_progress" in statuses
+    assert len({event["id"] for event in delivered}) == len(delivered)
+    assert watch["events"] == ["task.updated"]
+
+
+async def test_status_changes_are_not_sent_by_default(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    watch = await relay.register(await upstream.submit(polls=4), callback)
+    await relay.wait_for_state(watch["id"], "completed")
+    assert [json.loads(h.body)["type"] for h in hooks.received] == ["task.succeeded"]
+    assert watch["events"] == ["task.succeeded", "task.failed"]
+
+
+@pytest.mark.parametrize("events", [[], ["task.exploded"], "task.updated"])
+async def test_unknown_event_types_are_refused(relay: RelayClient, events: object) -> None:
+    response = await relay.http.post(
+        "/v1/watches",
+        json={"task_id": "t", "callback_url": "https://example.com/hook", "events": events},
+    )
+    assert response.status_code == 422
