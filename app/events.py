@@ -14,7 +14,6 @@ UPDATED = "task.updated"
 
 #: Sent when the task ends, whatever a watch subscribed to: the webhook the relay exists for.
 TERMINAL = frozenset({SUCCEEDED, FAILED})
-ALL = frozenset({SUCCEEDED, FAILED, UPDATED})
 DEFAULT_SUBSCRIPTION = (SUCCEEDED, FAILED)
 
 #: Strings longer than this that start with `data:` are inline files (Veo returns videos that way,

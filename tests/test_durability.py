@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 from standardwebhooks import Webhook
 
-from tests.conftest import API_KEY, SIGNING_SECRET, UPSTREAM_KEY, Upstream
-from tests.receiver import Receiver
+from tests.conftest import API_KEY, SIGNING_SECRET, UPSTREAM_KEY, RelayFactory, Upstream
+from tests.receiver import Answer, Receiver
 
 Hooks = tuple[Receiver, str]
 
@@ -119,3 +119,21 @@ async def test_a_killed_relay_resumes_every_watch_and_webhook_after_restart(
         assert by_watch[watch_id]["event"]["id"] in ids
     failures = [json.loads(h.body) for h in hooks.received if b"task.failed" in h.body]
     assert {f["data"]["task_id"] for f in failures} == {tasks[-1]}
+
+
+async def test_a_stopping_relay_lets_a_delivery_in_flight_finish(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.answer_next(Answer(204, delay=1.0))
+    async with start_relay(shutdown_grace=5) as relay:
+        watch = await relay.register(await upstream.submit(polls=1), callback)
+        await hooks.wait_for(1)
+    # Stopped while the receiver was still answering: the answer was waited for and recorded.
+
+    async with start_relay() as relay:
+        done = await relay.get(watch["id"])
+        await asyncio.sleep(0.5)
+    assert done["state"] == "completed"
+    assert done["event"]["attempts"] == 1
+    assert len(hooks.received) == 1
