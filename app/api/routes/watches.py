@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -145,15 +146,10 @@ async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
 )
 async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
-    try:
-        watch = await watches.cancel(relay.engine, client_id=client.id, watch_id=watch_id)
-    except watches.WrongState as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"the watch is already {exc.state}; nothing to cancel"
-        ) from None
-    if watch is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
-    return WatchOut.model_validate(watch)
+    return await _transition(
+        watches.cancel(relay.engine, client_id=client.id, watch_id=watch_id),
+        conflict="the watch is already {state}; nothing to cancel",
+    )
 
 
 @router.get("/{watch_id}/attempts", responses={404: {"description": _NOT_FOUND}})
@@ -175,13 +171,20 @@ async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -
 )
 async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Send the final webhook again now, with the same `webhook-id` and body."""
+    watch = await _transition(
+        watches.redeliver(relay.engine, client_id=client.id, watch_id=watch_id),
+        conflict="the watch is {state}; it has no webhook to send again",
+    )
+    relay.deliver_now()
+    return watch
+
+
+async def _transition(change: Awaitable[watches.Watch | None], *, conflict: str) -> WatchOut:
+    """Answer a state change: the changed watch, 404 if there is none, 409 if not allowed now."""
     try:
-        watch = await watches.redeliver(relay.engine, client_id=client.id, watch_id=watch_id)
+        watch = await change
     except watches.WrongState as exc:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT, f"the watch is {exc.state}; it has no webhook to send again"
-        ) from None
+        raise HTTPException(status.HTTP_409_CONFLICT, conflict.format(state=exc.state)) from None
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
-    relay.deliver_now()
     return WatchOut.model_validate(watch)
