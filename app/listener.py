@@ -96,7 +96,7 @@ def create_listener(
         if forward_to is None:
             yield
             return
-        async with httpx.AsyncClient(timeout=30.0, trust_env=False) as http:
+        async with httpx.AsyncClient(timeout=30.0) as http:
             forwarding["http"] = http
             yield
 

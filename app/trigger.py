@@ -57,7 +57,7 @@ async def trigger(
     Waits up to `wait` seconds for the relay to come up, so it can be run right after starting it.
     """
     upstream_url = upstream_url or relay_url.rstrip("/") + own_simulator.MOUNT_PATH
-    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as http:
+    async with httpx.AsyncClient(timeout=10.0) as http:
         await _wait_until_up(http, relay_url.rstrip("/") + "/healthz", wait)
         submitted = await http.post(
             upstream_url.rstrip("/") + "/v1/video/generations",
