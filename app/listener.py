@@ -89,15 +89,11 @@ def create_listener(
 ) -> Starlette:
     """The receiver app; `emit` gets each printed line (the command passes `print`)."""
     webhook = Webhook(secret)
-    forwarding: dict[str, httpx.AsyncClient] = {}
 
     @asynccontextmanager
-    async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        if forward_to is None:
-            yield
-            return
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async with httpx.AsyncClient(timeout=30.0) as http:
-            forwarding["http"] = http
+            app.state.forward_http = http  # one pooled client for every forwarded webhook
             yield
 
     async def receive(request: Request) -> Response:
@@ -110,12 +106,10 @@ def create_listener(
         emit(describe(body, verified=verified, at=datetime.now()))
         if forward_to is None:
             return Response(status_code=204 if verified else 400)
-        return await _forward(forwarding["http"], forward_to, request, body, emit)
+        http: httpx.AsyncClient = request.app.state.forward_http
+        return await _forward(http, forward_to, request, body, emit)
 
-    return Starlette(
-        routes=[Route("/{path:path}", receive, methods=["POST"])],
-        lifespan=lifespan,
-    )
+    return Starlette(routes=[Route("/{path:path}", receive, methods=["POST"])], lifespan=lifespan)
 
 
 async def _forward(
