@@ -8,20 +8,22 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from app import relay
+from app import own_simulator, relay
 from app.api.routes import recovery, service, watches
 from app.settings import Settings
+from app.simulator import create_simulator
 
 VERSION = "0.1.0"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    served = own_simulator.ServedAddress() if settings.polls_own_simulator else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_logging()
-        async with relay.running(settings) as running:
+        async with relay.running(settings, served=served) as running:
             app.state.relay = running
             yield
 
@@ -35,6 +37,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(watches.router)
     app.include_router(recovery.router)
     app.include_router(service.router)
+    if settings.simulator:
+        # A mounted app's routes stay out of the relay's OpenAPI document.
+        app.mount(own_simulator.MOUNT_PATH, create_simulator())
+    if served is not None:
+        app.add_middleware(own_simulator.LearnServedAddress, address=served)
     return app
 
 

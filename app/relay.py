@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app import transport
+from app import own_simulator, transport
 from app.delivery import Deliverer
 from app.ids import new_id
 from app.metrics import Metrics
@@ -44,11 +45,15 @@ DELIVER = "deliver"
 
 
 @asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[Relay]:
+async def running(
+    settings: Settings, *, served: own_simulator.ServedAddress | None = None
+) -> AsyncIterator[Relay]:
     """Start everything in dependency order and stop it in reverse, gracefully.
 
     On the way out, runs in progress get `shutdown_grace` seconds to finish; whatever they had
     claimed and not finished is released so the next start (or another replica) takes it at once.
+
+    :param served: where the relay is served, when it polls its own simulator.
     """
     engine = create_engine(settings.database_url)
     await migrate(engine)
@@ -60,6 +65,11 @@ async def running(settings: Settings) -> AsyncIterator[Relay]:
     upstream_http = transport.create_client(
         timeout=settings.upstream_timeout, max_connections=settings.poll_concurrency
     )
+    upstream_base_url = settings.nebula_base_url
+    if served is not None:
+        upstream_http.event_hooks = {"request": [served.point_here]}
+        upstream_base_url = own_simulator.BASE_URL
+        upstream_key = upstream_key or SecretStr(own_simulator.API_KEY)
     delivery_http = transport.create_client(
         timeout=settings.delivery_timeout, max_connections=settings.delivery_concurrency
     )
@@ -79,7 +89,7 @@ async def running(settings: Settings) -> AsyncIterator[Relay]:
         engine=engine,
         upstream=UpstreamClient(
             upstream_http,
-            base_url=settings.nebula_base_url,
+            base_url=upstream_base_url,
             api_key=upstream_key.get_secret_value() if upstream_key else None,
         ),
         owner=owner,
@@ -118,8 +128,20 @@ async def _bootstrap(engine: AsyncEngine, settings: Settings) -> None:
             "RELAY_SIGNING_SECRET is not set, so a webhook signing secret was generated and "
             "stored. Receivers verify with it; GET /v1/client returns it at any time."
         )
-    if settings.nebula_api_key is None:
+    if settings.simulator:
+        log.info(
+            "RELAY_SIMULATOR is on: a simulated upstream is served under %s, and watched tasks "
+            "are polled %s. Create a task and watch it with: python -m app trigger --outcome "
+            "succeeded --callback <your webhook URL>",
+            own_simulator.MOUNT_PATH,
+            "there" if settings.polls_own_simulator else f"at {settings.nebula_base_url}",
+        )
+    elif settings.nebula_api_key is None:
         log.warning(
-            "NEBULA_API_KEY is not set: the upstream at %s will be polled without a key.",
+            "NEBULA_API_KEY is not set: the upstream at %s will be polled without a key, and it "
+            "answers 401 to that. To try the relay without an upstream account, start it with "
+            "its built-in simulator instead:\n\n    RELAY_SIMULATOR=true "
+            "RELAY_ALLOW_PRIVATE_CALLBACKS=true python -m uvicorn app.main:app\n\n"
+            "(README: 'Try it in one minute').",
             settings.nebula_base_url,
         )

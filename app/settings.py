@@ -45,6 +45,7 @@ class Settings(BaseSettings):
     poll_concurrency: int = Field(100, ge=1)
     delivery_concurrency: int = Field(100, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
+    simulator: bool = False
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -81,6 +82,11 @@ class Settings(BaseSettings):
         if len(key) < 24:
             raise ValueError("RELAY_SIGNING_SECRET must hold at least 24 bytes of key")
         return value
+
+    @property
+    def polls_own_simulator(self) -> bool:
+        """With the simulator on, the relay polls it unless NEBULA_BASE_URL names an upstream."""
+        return self.simulator and "nebula_base_url" not in self.model_fields_set
 
     @property
     def poll_lease(self) -> float:

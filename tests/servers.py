@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -48,3 +49,11 @@ async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
     finally:
         server.should_exit = True
         await task
+
+
+def free_port() -> int:
+    """A loopback port free right now, for servers that must be told their port up front."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port

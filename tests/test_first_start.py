@@ -50,3 +50,16 @@ async def test_configured_credentials_replace_generated_ones(
         response = await http.get("/v1/client", headers={"Authorization": f"Bearer {key}"})
     assert response.status_code == 200
     assert response.json()["signing_secret"] == configured.signing_secret.get_secret_value()  # type: ignore[union-attr]
+
+
+async def test_without_an_upstream_key_the_simulator_is_offered(
+    database_url: str, upstream: Upstream, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = relay_settings(database_url, upstream.url, nebula_api_key=None)
+    caplog.set_level(logging.WARNING, logger="app.relay")
+
+    async with serve(create_app(settings)):
+        pass
+
+    [offer] = [r.getMessage() for r in caplog.records if "NEBULA_API_KEY" in r.getMessage()]
+    assert "RELAY_SIMULATOR=true RELAY_ALLOW_PRIVATE_CALLBACKS=true python -m uvicorn" in offer

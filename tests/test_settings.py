@@ -45,6 +45,7 @@ def settings(**values: Any) -> Settings:
         ("poll_concurrency", 100),
         ("delivery_concurrency", 100),
         ("shutdown_grace", 10.0),
+        ("simulator", False),
     ],
 )
 def test_every_option_defaults_to_the_value_in_the_readme(field: str, default: object) -> None:
@@ -179,6 +180,14 @@ def test_a_delay_must_be_a_finite_number(
 
     with pytest.raises(ValidationError):
         settings()
+
+
+def test_the_simulator_is_polled_only_when_no_upstream_is_named() -> None:
+    assert settings(simulator=True).polls_own_simulator
+    assert not settings(
+        simulator=True, nebula_base_url="https://llm.ai-nebula.com"
+    ).polls_own_simulator
+    assert not settings().polls_own_simulator
 
 
 def test_leases_outlast_one_request() -> None:
