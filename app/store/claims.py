@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import ColumnElement, bindparam, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import events as webhook_events
 from app.ids import event_id
@@ -32,13 +32,38 @@ class DueWatch:
     metadata: Any
     callback_url: str
     client_id: str
+    upstream_status: str | None
+    due_at: datetime
+    poll_interval: float | None
+    deadline_at: datetime
+    not_found_since: datetime | None
+    consecutive_errors: int
+    consecutive_refusals: int
+    upstream_api_key_encrypted: str | None
 
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
+    """What one poll found and what the poller decided from it, ready to be written back.
+
+    A terminal `snapshot` or an `expiry` ends the watch; anything else schedules the next poll.
+    """
+
     watch: DueWatch
-    snapshot: TaskSnapshot | None
+    snapshot: TaskSnapshot | None = None
     error: str | None = None
+    next_poll_at: datetime | None = None
+    not_found_since: datetime | None = None
+    consecutive_errors: int = 0
+    consecutive_refusals: int = 0
+    expiry: webhook_events.Expiry | None = None
+    polled: bool = True
+
+    @property
+    def final(self) -> bool:
+        return self.expiry is not None or (
+            self.snapshot is not None and self.snapshot.status.terminal
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,16 +90,23 @@ class AttemptResult:
 
 
 async def claim_due_watches(
-    engine: AsyncEngine, *, owner: str, lease: float, limit: int
+    engine: AsyncEngine, *, owner: str, lease: float, limit: int, past_deadline_only: bool = False
 ) -> list[DueWatch]:
+    """Oldest due first, so that when polling is rationed every watch still gets its turn.
+
+    `past_deadline_only` claims just the watches to expire, which need no upstream request.
+    """
     now = datetime.now(UTC)
+    conditions = [
+        watches.c.state == WatchState.ACTIVE,
+        watches.c.next_poll_at <= now,
+        or_(watches.c.lease_expires_at.is_(None), watches.c.lease_expires_at < now),
+    ]
+    if past_deadline_only:
+        conditions.append(watches.c.deadline_at <= now)
     due = (
         select(watches.c.id)
-        .where(
-            watches.c.state == WatchState.ACTIVE,
-            watches.c.next_poll_at <= now,
-            or_(watches.c.lease_expires_at.is_(None), watches.c.lease_expires_at < now),
-        )
+        .where(*conditions)
         .order_by(watches.c.next_poll_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -89,6 +121,14 @@ async def claim_due_watches(
             watches.c.metadata,
             watches.c.callback_url,
             watches.c.client_id,
+            watches.c.upstream_status,
+            watches.c.next_poll_at,
+            watches.c.poll_interval,
+            watches.c.deadline_at,
+            watches.c.not_found_since,
+            watches.c.consecutive_errors,
+            watches.c.consecutive_refusals,
+            watches.c.upstream_api_key_encrypted,
         )
     )
     async with engine.begin() as conn:
@@ -96,24 +136,24 @@ async def claim_due_watches(
 
 
 async def record_polls(
-    engine: AsyncEngine, *, owner: str, results: Sequence[PollResult], next_poll_at: datetime
+    engine: AsyncEngine, *, owner: str, results: Sequence[PollResult]
 ) -> list[str]:
     """Write a batch of polls back in one transaction; return the ids of events created.
 
-    A terminal status moves the watch to `notifying` and inserts its webhook into the outbox in
-    the same transaction, so a crash can never leave one without the other.
+    An ending watch moves to `notifying` and gets its webhook in the outbox in the same
+    transaction, so a crash can never leave one without the other; the conditional update makes
+    that happen once per watch, whoever else holds or held it.
     """
     now = datetime.now(UTC)
-    seen = [r for r in results if r.snapshot is not None and not r.snapshot.status.terminal]
-    failed = [r for r in results if r.snapshot is None]
-    terminal = [r for r in results if r.snapshot is not None and r.snapshot.status.terminal]
+    seen = [r for r in results if r.snapshot is not None and not r.final]
+    failed = [r for r in results if r.snapshot is None and not r.final]
+    ending = [r for r in results if r.final]
     mine = (
         watches.c.id == bindparam("b_id"),
         watches.c.lease_owner == owner,
         watches.c.state == WatchState.ACTIVE,
     )
     release = {
-        "poll_count": watches.c.poll_count + 1,
         "last_polled_at": now,
         "lease_owner": None,
         "lease_expires_at": None,
@@ -130,7 +170,11 @@ async def record_polls(
                     upstream_status=bindparam("b_upstream_status"),
                     progress=bindparam("b_progress"),
                     last_poll_error=None,
-                    next_poll_at=next_poll_at,
+                    next_poll_at=bindparam("b_next_poll_at"),
+                    not_found_since=None,
+                    consecutive_errors=0,
+                    consecutive_refusals=0,
+                    poll_count=watches.c.poll_count + 1,
                     **release,
                 ),
                 [
@@ -139,6 +183,7 @@ async def record_polls(
                         "b_status": r.snapshot.status.value,
                         "b_upstream_status": r.snapshot.upstream_status[:64],
                         "b_progress": r.snapshot.progress,
+                        "b_next_poll_at": r.next_poll_at,
                     }
                     for r in seen
                     if r.snapshot is not None
@@ -148,54 +193,98 @@ async def record_polls(
             await conn.execute(
                 update(watches)
                 .where(*mine)
-                .values(last_poll_error=bindparam("b_error"), next_poll_at=next_poll_at, **release),
-                [{"b_id": r.watch.id, "b_error": r.error} for r in failed],
-            )
-        for result in terminal:
-            snapshot = result.snapshot
-            assert snapshot is not None
-            changed = await conn.execute(
-                update(watches)
-                .where(*mine)
                 .values(
-                    state=WatchState.NOTIFYING,
-                    task_status=snapshot.status.value,
-                    upstream_status=snapshot.upstream_status[:64],
-                    progress=snapshot.progress,
-                    last_poll_error=None,
-                    next_poll_at=None,
+                    last_poll_error=bindparam("b_error"),
+                    next_poll_at=bindparam("b_next_poll_at"),
+                    not_found_since=bindparam("b_not_found_since"),
+                    consecutive_errors=bindparam("b_errors"),
+                    consecutive_refusals=bindparam("b_refusals"),
+                    poll_count=watches.c.poll_count + 1,
                     **release,
                 ),
-                {"b_id": result.watch.id},
+                [
+                    {
+                        "b_id": r.watch.id,
+                        "b_error": r.error,
+                        "b_next_poll_at": r.next_poll_at,
+                        "b_not_found_since": r.not_found_since,
+                        "b_errors": r.consecutive_errors,
+                        "b_refusals": r.consecutive_refusals,
+                    }
+                    for r in failed
+                ],
             )
-            if changed.rowcount != 1:
-                continue
-            watch = result.watch
-            kind = webhook_events.event_type(snapshot.status)
-            new_id = event_id(watch.id, kind)
-            await conn.execute(
-                insert(events).values(
-                    id=new_id,
-                    watch_id=watch.id,
-                    client_id=watch.client_id,
-                    type=kind,
-                    callback_url=watch.callback_url,
-                    payload=webhook_events.build_payload(
-                        event_id=new_id,
-                        created_at=now,
-                        watch_id=watch.id,
-                        task_id=watch.task_id,
-                        metadata=watch.metadata,
-                        snapshot=snapshot,
-                    ),
-                    state=EventState.PENDING,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                )
-            )
-            created.append(new_id)
+        for result in ending:
+            new_id = await _end_watch(conn, mine, release, result, now)
+            if new_id is not None:
+                created.append(new_id)
     return created
+
+
+async def _end_watch(
+    conn: AsyncConnection,
+    mine: tuple[ColumnElement[bool], ...],
+    release: dict[str, Any],
+    result: PollResult,
+    now: datetime,
+) -> str | None:
+    """Move one watch to `notifying` and put its one final webhook in the outbox."""
+    watch, snapshot = result.watch, result.snapshot
+    changes: dict[str, Any] = {
+        "state": WatchState.NOTIFYING,
+        "last_poll_error": result.error,
+        "next_poll_at": None,
+        "poll_count": watches.c.poll_count + (1 if result.polled else 0),
+        **release,
+    }
+    if snapshot is not None:
+        changes |= {
+            "task_status": snapshot.status.value,
+            "upstream_status": snapshot.upstream_status[:64],
+            "progress": snapshot.progress,
+        }
+    changed = await conn.execute(update(watches).where(*mine).values(changes), {"b_id": watch.id})
+    if changed.rowcount != 1:
+        return None
+    if result.expiry is not None:
+        kind = webhook_events.EXPIRED
+        new_id = event_id(watch.id, kind)
+        payload = webhook_events.build_expiry_payload(
+            event_id=new_id,
+            created_at=now,
+            watch_id=watch.id,
+            task_id=watch.task_id,
+            metadata=watch.metadata,
+            upstream_status=watch.upstream_status,
+            expiry=result.expiry,
+        )
+    else:
+        assert snapshot is not None
+        kind = webhook_events.event_type(snapshot.status)
+        new_id = event_id(watch.id, kind)
+        payload = webhook_events.build_payload(
+            event_id=new_id,
+            created_at=now,
+            watch_id=watch.id,
+            task_id=watch.task_id,
+            metadata=watch.metadata,
+            snapshot=snapshot,
+        )
+    await conn.execute(
+        insert(events).values(
+            id=new_id,
+            watch_id=watch.id,
+            client_id=watch.client_id,
+            type=kind,
+            callback_url=watch.callback_url,
+            payload=payload,
+            state=EventState.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            created_at=now,
+        )
+    )
+    return new_id
 
 
 async def claim_due_events(

@@ -33,16 +33,32 @@ async def register_watch(
             body.callback_url, allow_private=relay.settings.allow_private_callbacks
         )
     except callbacks.CallbackRefused as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", "callback_url"], "msg": str(exc), "type": "value_error"}],
-        ) from None
+        raise _invalid("callback_url", str(exc)) from None
+    settings = relay.settings
+    if body.poll_interval is not None and body.poll_interval < settings.min_poll_interval:
+        raise _invalid(
+            "poll_interval",
+            f"poll_interval must be at least {settings.min_poll_interval:g} seconds on this relay",
+        )
+    encrypted_key = None
+    if body.upstream_api_key is not None:
+        key_box = settings.key_box
+        if key_box is None:
+            raise _invalid(
+                "upstream_api_key",
+                "this relay cannot store upstream keys: its operator has not set "
+                "RELAY_ENCRYPTION_KEY",
+            )
+        encrypted_key = key_box.encrypt(body.upstream_api_key)
     watch, created = await watches.register(
         relay.engine,
         client_id=client.id,
         task_id=body.task_id,
         callback_url=body.callback_url,
         metadata=body.metadata,
+        expires_after=body.timeout or settings.watch_timeout,
+        poll_interval=body.poll_interval,
+        upstream_api_key_encrypted=encrypted_key,
     )
     if created:
         relay.poll_now()
@@ -50,6 +66,14 @@ async def register_watch(
         response.status_code = status.HTTP_200_OK
     response.headers["Location"] = f"/v1/watches/{watch.id}"
     return WatchOut.model_validate(watch)
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    """Shaped like FastAPI's own validation errors, so clients handle one format."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": ["body", field], "msg": message, "type": "value_error"}],
+    )
 
 
 @router.get("")
