@@ -83,6 +83,8 @@ def _interpret(response: httpx.Response) -> TaskSnapshot:
     except ValueError:
         body = None
     if status == 200:
+        if _is_task_not_exist(body):
+            raise UpstreamError(UpstreamErrorKind.NOT_FOUND, "task_not_exist", status)
         if body is None:
             raise UpstreamError(UpstreamErrorKind.BAD_RESPONSE, "the answer is not JSON", status)
         try:
