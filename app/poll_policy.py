@@ -72,6 +72,8 @@ class PollPolicy:
             watch,
             error=message,
             next_poll_at=self._next(watch, now, self._backoff(watch, errors)),
+            # A failed poll says nothing about the task: the grace period runs on.
+            not_found_since=watch.not_found_since,
             consecutive_errors=errors,
             consecutive_refusals=refusals,
         )

@@ -114,6 +114,16 @@ def test_a_task_unknown_for_the_whole_grace_period_expires() -> None:
     assert result.expiry.reason is ExpiryReason.TASK_NOT_FOUND
 
 
+def test_a_failing_upstream_does_not_restart_the_grace_period() -> None:
+    since = NOW - timedelta(seconds=30)
+
+    result = POLICY.after_error(
+        due(not_found_since=since), error(UpstreamErrorKind.SERVER_ERROR), "502", NOW
+    )
+
+    assert result.not_found_since == since
+
+
 def test_a_refused_key_is_retried_with_backoff_then_the_watch_expires() -> None:
     watch = due()
     results = []
