@@ -47,7 +47,7 @@ class Receiver:
         return Response(status_code=status, content=b"" if status == 204 else b"ok")
 
     async def final_events(
-        self, watch_ids: Iterable[str], within: float = 15.0, settle: float = 0.5
+        self, watch_ids: Iterable[str], within: float = 15.0, settle: float = 0.3
     ) -> dict[str, dict[str, Any]]:
         """Wait for one webhook per watch, then `settle` for any duplicate; assert that each
         watch got exactly one, under an id of its own. Returns the bodies by watch id."""

@@ -27,10 +27,10 @@ async def test_a_failing_upstream_is_polled_ever_less_often_and_recovery_is_seen
     task_id = flaky.script("video_down", SERVER_ERROR)
     async with start_relay(nebula_base_url=flaky.url, upstream_backoff_max=1) as relay:
         watch = await relay.register(task_id, callback)
-        await asyncio.sleep(3)
+        await asyncio.sleep(2)
 
-        # Every 0.1 s would be 30 polls; doubling from 0.1 s up to 1 s leaves about 7.
-        assert 3 <= len(flaky.requests_for(task_id)) <= 12
+        # Every 0.1 s would be 20 polls; doubling from 0.1 s up to 1 s leaves about 5.
+        assert 3 <= len(flaky.requests_for(task_id)) <= 9
         failing = await relay.get(watch["id"])
         assert failing["state"] == "active"
         assert failing["last_poll_error"].startswith("server_error: HTTP 502")
@@ -52,10 +52,10 @@ async def test_when_most_polls_fail_all_polling_pauses_and_resumes_by_itself(
         await wait_for_metric(relay, CIRCUIT_OPEN)
 
         before = len(flaky.seen)
-        await asyncio.sleep(2.5)
-        # Twenty watches backing off to 0.2 s would make about 250 requests; an open circuit
+        await asyncio.sleep(1.5)
+        # Twenty watches backing off to 0.2 s would make about 150 requests; an open circuit
         # lets one probe through per cooldown.
-        assert len(flaky.seen) - before <= 5
+        assert len(flaky.seen) - before <= 4
 
         for task_id in task_ids:
             flaky.script(task_id, task("succeeded"))
