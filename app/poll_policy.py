@@ -42,10 +42,7 @@ class PollPolicy:
             f"{watch.deadline_at.isoformat().replace('+00:00', 'Z')}"
         )
         return PollResult(
-            watch,
-            error=None,
-            expiry=Expiry(ExpiryReason.DEADLINE_EXCEEDED, message),
-            polled=False,
+            watch, expiry=Expiry(ExpiryReason.DEADLINE_EXCEEDED, message), polled=False
         )
 
     def after_snapshot(self, watch: DueWatch, snapshot: TaskSnapshot, now: datetime) -> PollResult:

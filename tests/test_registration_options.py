@@ -82,6 +82,29 @@ async def test_a_watch_shows_its_interval_and_deadline(relay: RelayClient) -> No
     assert default["poll_interval"] is None
 
 
+async def test_a_refused_registration_never_echoes_the_upstream_key(
+    start_relay: RelayFactory,
+) -> None:
+    async with start_relay(encryption_key=ENCRYPTION_KEY) as relay:
+        answers = [
+            await relay.http.post("/v1/watches", json=body)
+            for body in (
+                {"callback_url": "http://x.test/h", "upstream_api_key": APP_KEY},
+                {
+                    "task_id": "t",
+                    "callback_url": "http://x.test/h",
+                    "upstream_api_key": APP_KEY * 20,
+                },
+                {"task_id": "t", "callback_url": "h", "upstream_api_key": f"{APP_KEY} x"},
+            )
+        ]
+
+    for answer in answers:
+        assert answer.status_code == 422
+        assert APP_KEY not in answer.text
+    assert answers[0].json()["detail"][0]["input"]["upstream_api_key"] == "[redacted]"
+
+
 #: A bad option, the field blamed, and words of the reason given.
 BAD_OPTIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"poll_interval": 0.5}, "poll_interval", "greater than or equal to 1"),

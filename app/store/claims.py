@@ -230,13 +230,9 @@ async def _end_watch(
 ) -> str | None:
     """Move one watch to `notifying` and put its one final webhook in the outbox."""
     watch, snapshot = result.watch, result.snapshot
-    changes: dict[str, Any] = {
-        "state": WatchState.NOTIFYING,
-        "last_poll_error": result.error,
-        "next_poll_at": None,
-        "poll_count": watches.c.poll_count + (1 if result.polled else 0),
-        **release,
-    }
+    changes: dict[str, Any] = {"state": WatchState.NOTIFYING, "next_poll_at": None, **release}
+    if result.polled:
+        changes |= {"last_poll_error": result.error, "poll_count": watches.c.poll_count + 1}
     if snapshot is not None:
         changes |= {
             "task_status": snapshot.status.value,
