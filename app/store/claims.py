@@ -154,7 +154,6 @@ async def record_polls(
         watches.c.state == WatchState.ACTIVE,
     )
     release = {
-        "last_polled_at": now,
         "lease_owner": None,
         "lease_expires_at": None,
         "updated_at": now,
@@ -175,6 +174,7 @@ async def record_polls(
                     consecutive_errors=0,
                     consecutive_refusals=0,
                     poll_count=watches.c.poll_count + 1,
+                    last_polled_at=now,
                     **release,
                 ),
                 [
@@ -200,6 +200,7 @@ async def record_polls(
                     consecutive_errors=bindparam("b_errors"),
                     consecutive_refusals=bindparam("b_refusals"),
                     poll_count=watches.c.poll_count + 1,
+                    last_polled_at=now,
                     **release,
                 ),
                 [
@@ -232,7 +233,11 @@ async def _end_watch(
     watch, snapshot = result.watch, result.snapshot
     changes: dict[str, Any] = {"state": WatchState.NOTIFYING, "next_poll_at": None, **release}
     if result.polled:
-        changes |= {"last_poll_error": result.error, "poll_count": watches.c.poll_count + 1}
+        changes |= {
+            "last_poll_error": result.error,
+            "poll_count": watches.c.poll_count + 1,
+            "last_polled_at": now,
+        }
     if snapshot is not None:
         changes |= {
             "task_status": snapshot.status.value,
