@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from datetime import datetime, timedelta
@@ -132,3 +133,30 @@ async def test_bad_options_are_refused_with_a_reason(start_relay: RelayFactory) 
             [error] = response.json()["detail"]
             assert error["loc"] == ["body", field]
             assert message in error["msg"], (extra, error)
+
+
+async def wait_for_poll_error(relay: RelayClient, watch_id: str, words: str) -> dict[str, Any]:
+    async with asyncio.timeout(10):
+        while words not in ((watch := await relay.get(watch_id))["last_poll_error"] or ""):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    return watch
+
+
+async def test_a_key_that_cannot_be_decrypted_pauses_its_watch_until_it_can(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    task_id = await upstream.submit(api_key=APP_KEY, polls=1)
+    async with start_relay(
+        encryption_key=ENCRYPTION_KEY, nebula_base_url="http://127.0.0.1:9"
+    ) as relay:
+        watch = await relay.register(task_id, callback, upstream_api_key=APP_KEY)
+
+    async with start_relay(upstream_backoff_max=0.2) as relay:
+        paused = await wait_for_poll_error(relay, watch["id"], "RELAY_ENCRYPTION_KEY")
+        assert paused["state"] == "active"
+
+    rotated = f"{Fernet.generate_key().decode()},{ENCRYPTION_KEY}"
+    async with start_relay(encryption_key=rotated, upstream_backoff_max=0.2):
+        [event] = (await hooks.final_events([watch["id"]])).values()
+    assert event["type"] == "task.succeeded"
