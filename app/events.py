@@ -1,8 +1,15 @@
-"""The webhook events: their types and bodies, frozen when they are created."""
+"""The webhook events: their types and bodies, frozen when they are created.
+
+A watch ends exactly once: with the task's own end (`task.succeeded`, `task.failed`), or, when
+the relay gives up on learning it, with `watch.expired`. Before that, a watch that asked for them
+sends `task.updated` events.
+"""
 
 from __future__ import annotations
 
+import enum
 import json
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -11,10 +18,24 @@ from app.upstream import TaskSnapshot, TaskStatus
 SUCCEEDED = "task.succeeded"
 FAILED = "task.failed"
 UPDATED = "task.updated"
+EXPIRED = "watch.expired"
 
-#: Sent when the task ends, whatever a watch subscribed to: the webhook the relay exists for.
-TERMINAL = frozenset({SUCCEEDED, FAILED})
+#: Sent when the watch ends, whatever it subscribed to: the webhook the relay exists for.
+TERMINAL = frozenset({SUCCEEDED, FAILED, EXPIRED})
 DEFAULT_SUBSCRIPTION = (SUCCEEDED, FAILED)
+
+
+class ExpiryReason(enum.StrEnum):
+    TASK_NOT_FOUND = "task_not_found"
+    UPSTREAM_UNAUTHORIZED = "upstream_unauthorized"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+
+
+@dataclass(frozen=True, slots=True)
+class Expiry:
+    reason: ExpiryReason
+    message: str
+
 
 #: Strings longer than this that start with `data:` are inline files (Veo returns videos that way,
 #: megabytes long); they never travel in a webhook body.
@@ -52,9 +73,35 @@ def build_payload(
         data["error"] = {"code": snapshot.error.code, "message": snapshot.error.message}
     data["metadata"] = metadata
     data["upstream"] = _without_inline_files(snapshot.body)
+    return _envelope(event_id, event_type(snapshot.status), created_at, data)
+
+
+def build_expiry_payload(
+    *,
+    event_id: str,
+    created_at: datetime,
+    watch_id: str,
+    task_id: str,
+    metadata: Any,
+    upstream_status: str | None,
+    expiry: Expiry,
+) -> str:
+    """`upstream_status` is the last status seen, if any: it tells how far the task had got."""
+    data: dict[str, Any] = {
+        "watch_id": watch_id,
+        "task_id": task_id,
+        "status": "expired",
+        "upstream_status": upstream_status,
+        "error": {"code": expiry.reason.value, "message": expiry.message},
+        "metadata": metadata,
+    }
+    return _envelope(event_id, EXPIRED, created_at, data)
+
+
+def _envelope(event_id: str, kind: str, created_at: datetime, data: dict[str, Any]) -> str:
     body = {
         "id": event_id,
-        "type": event_type(snapshot.status),
+        "type": kind,
         "timestamp": created_at.isoformat().replace("+00:00", "Z"),
         "data": data,
     }

@@ -5,8 +5,12 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
 from app import own_simulator, relay
 from app.api.routes import recovery, service, watches
@@ -14,6 +18,7 @@ from app.settings import Settings
 from app.simulator import create_simulator
 
 VERSION = "0.1.0"
+UPSTREAM_KEY_FIELD = "upstream_api_key"
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -42,7 +47,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.mount(own_simulator.MOUNT_PATH, create_simulator())
     if served is not None:
         app.add_middleware(own_simulator.LearnServedAddress, address=served)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own answer, except that an upstream key is never echoed back, even to its
+    sender: the answer may end up in a log."""
+    assert isinstance(exc, RequestValidationError)
+    errors = [_without_upstream_key(dict(error)) for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+
+
+def _without_upstream_key(error: dict[str, Any]) -> dict[str, Any]:
+    given = error.get("input")
+    if error["loc"][-1] == UPSTREAM_KEY_FIELD:
+        error.pop("input", None)
+    elif isinstance(given, dict) and UPSTREAM_KEY_FIELD in given:
+        error["input"] = {**given, UPSTREAM_KEY_FIELD: "[redacted]"}
+    return error
 
 
 def _configure_logging() -> None:

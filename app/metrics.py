@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Enum, Histogram
+
+from app.upstream.circuit import CircuitState
 
 
 class Metrics:
@@ -12,6 +14,29 @@ class Metrics:
             "relay_polls",
             "Upstream polls, by the status seen or the kind of error.",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.poll_lateness = Histogram(
+            "relay_poll_lateness_seconds",
+            "How long after falling due a poll was sent: rate budget and scheduling waits.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300),
+            registry=self.registry,
+        )
+        self.rate_limit_wait = Counter(
+            "relay_upstream_rate_limit_wait_seconds",
+            "Time polls waited for the per-key budget RELAY_UPSTREAM_RPS.",
+            registry=self.registry,
+        )
+        self.circuit = Enum(
+            "relay_upstream_circuit",
+            "The upstream circuit: closed (polling), open (paused), half_open (probing).",
+            states=[state.value for state in CircuitState],
+            registry=self.registry,
+        )
+        self.expiries = Counter(
+            "relay_watches_expired",
+            "Watches ended with watch.expired, by reason.",
+            ["reason"],
             registry=self.registry,
         )
         self.deliveries = Counter(

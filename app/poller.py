@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
+from app.poll_policy import PollPolicy
 from app.store import claims
 from app.upstream import UpstreamClient, UpstreamError
+from app.upstream.circuit import Circuit
+from app.upstream.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,13 @@ log = logging.getLogger(__name__)
 class Poller:
     """Claims due watches in batches, queries the upstream concurrently, writes back in bulk.
 
+    A batch is at most `batch_size` watches and runs to its end before the next is claimed, so
+    `batch_size` is also the cap on upstream requests in flight.
+
+    :param circuit: rations polling while the upstream is failing; watches whose deadline has
+        passed are still ended, since that needs no request.
+    :param rate_limiter: spaces the requests made with each upstream key, if a budget is set.
+    :param key_box: decrypts the upstream keys that watches brought, if any may have.
     :param on_events: called when a batch has written webhook events, so delivery starts at once
         instead of at its next tick.
     """
@@ -29,54 +40,97 @@ class Poller:
         engine: AsyncEngine,
         upstream: UpstreamClient,
         owner: str,
-        interval: float,
+        policy: PollPolicy,
         lease: float,
         batch_size: int,
+        circuit: Circuit,
+        rate_limiter: RateLimiter | None,
+        key_box: KeyBox | None,
         metrics: Metrics,
         on_events: Callable[[], None],
     ) -> None:
         self._engine = engine
         self._upstream = upstream
         self._owner = owner
-        self._interval = timedelta(seconds=interval)
+        self._policy = policy
         self._lease = lease
         self._batch_size = batch_size
+        self._circuit = circuit
+        self._rate_limiter = rate_limiter
+        self._key_box = key_box
         self._metrics = metrics
         self._on_events = on_events
 
     async def run(self) -> None:
         """Poll until nothing is due; a full batch means more may be waiting."""
-        while await self._poll_batch() == self._batch_size:
+        while await self._poll_batch():
             pass
 
-    async def _poll_batch(self) -> int:
+    async def _poll_batch(self) -> bool:
+        allowed = self._circuit.allowance(self._batch_size)
         due = await claims.claim_due_watches(
-            self._engine, owner=self._owner, lease=self._lease, limit=self._batch_size
-        )
-        if not due:
-            return 0
-        results = await asyncio.gather(*(self._poll(watch) for watch in due))
-        wrote_events = await claims.record_polls(
             self._engine,
             owner=self._owner,
-            results=results,
-            next_poll_at=datetime.now(UTC) + self._interval,
+            lease=self._lease,
+            limit=allowed or self._batch_size,
+            past_deadline_only=not allowed,
         )
-        if wrote_events:
+        if not due:
+            return False
+        results = await asyncio.gather(*(self._poll(watch) for watch in due))
+        for result in results:
+            if result.expiry is not None:
+                self._metrics.expiries.labels(reason=result.expiry.reason.value).inc()
+        if await claims.record_polls(self._engine, owner=self._owner, results=results):
             self._on_events()
-        return len(due)
+        return len(due) == self._batch_size
 
     async def _poll(self, watch: claims.DueWatch) -> claims.PollResult:
+        now = datetime.now(UTC)
+        expired = self._policy.past_deadline(watch, now)
+        if expired is not None:
+            return expired
         try:
-            snapshot = await self._upstream.fetch(watch.task_id)
+            key = self._watch_key(watch)
+        except UndecryptableError as exc:
+            log.error("cannot poll task %s: %s", watch.task_id, exc)
+            return self._policy.after_error(watch, None, str(exc), now)
+        if self._rate_limiter is not None:
+            waited = await self._rate_limiter.wait(self._upstream.key_for(key))
+            self._metrics.rate_limit_wait.inc(waited)
+        self._metrics.poll_lateness.observe(
+            max(0.0, (datetime.now(UTC) - watch.due_at).total_seconds())
+        )
+        try:
+            snapshot = await self._upstream.fetch(watch.task_id, api_key=key)
         except UpstreamError as exc:
+            self._circuit.record(failed=exc.kind.upstream_unwell)
             self._metrics.polls.labels(outcome=exc.kind.value).inc()
-            log.info("poll of task %s failed: %s", watch.task_id, exc)
-            return claims.PollResult(watch, None, str(exc))
+            message = _redact(str(exc), self._upstream.key_for(key))
+            log.info("poll of task %s failed: %s", watch.task_id, message)
+            return self._policy.after_error(watch, exc, message, now)
         except Exception as exc:
             # One odd answer must not sink the batch it came in: record it and poll again later.
+            self._circuit.record(failed=True)
             self._metrics.polls.labels(outcome="internal_error").inc()
             log.exception("poll of task %s failed unexpectedly", watch.task_id)
-            return claims.PollResult(watch, None, f"internal error: {type(exc).__name__}")
+            return self._policy.after_error(
+                watch, None, f"internal error: {type(exc).__name__}", now
+            )
+        self._circuit.record(failed=False)
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
-        return claims.PollResult(watch, snapshot)
+        return self._policy.after_snapshot(watch, snapshot, now)
+
+    def _watch_key(self, watch: claims.DueWatch) -> str | None:
+        if watch.upstream_api_key_encrypted is None:
+            return None
+        if self._key_box is None:
+            raise UndecryptableError(
+                "the watch brought its own upstream key, but RELAY_ENCRYPTION_KEY is not set"
+            )
+        return self._key_box.decrypt(watch.upstream_api_key_encrypted)
+
+
+def _redact(message: str, key: str | None) -> str:
+    """An upstream that echoes the key in an error must not get it into logs or the API."""
+    return message.replace(key, "[redacted]") if key else message

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,12 +15,15 @@ from app import own_simulator, transport
 from app.delivery import Deliverer
 from app.ids import new_id
 from app.metrics import Metrics
+from app.poll_policy import PollPolicy
 from app.poller import Poller
 from app.scheduler import Ticker
 from app.settings import Settings
 from app.store import claims, clients
 from app.store.engine import create_engine, migrate
 from app.upstream import UpstreamClient
+from app.upstream.circuit import Circuit
+from app.upstream.ratelimit import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -93,9 +97,19 @@ async def running(
             api_key=upstream_key.get_secret_value() if upstream_key else None,
         ),
         owner=owner,
-        interval=settings.poll_interval,
+        policy=PollPolicy(
+            interval=settings.poll_interval,
+            backoff_max=settings.upstream_backoff_max,
+            not_found_grace=settings.not_found_grace,
+        ),
         lease=settings.poll_lease,
-        batch_size=settings.poll_concurrency,
+        batch_size=_poll_batch_size(settings),
+        circuit=Circuit(
+            cooldown=settings.circuit_cooldown,
+            on_change=lambda state: metrics.circuit.state(state.value),
+        ),
+        rate_limiter=RateLimiter(rate=settings.upstream_rps) if settings.upstream_rps else None,
+        key_box=settings.key_box,
         metrics=metrics,
         on_events=lambda: ticker.kick(DELIVER),
     )
@@ -111,6 +125,14 @@ async def running(
         await upstream_http.aclose()
         await delivery_http.aclose()
         await engine.dispose()
+
+
+def _poll_batch_size(settings: Settings) -> int:
+    """With a rate budget, claim no more than it lets through in a few seconds: a claimed watch
+    waiting for its turn would outlive its lease, and be polled twice by another replica."""
+    if not settings.upstream_rps:
+        return settings.poll_concurrency
+    return min(settings.poll_concurrency, max(1, math.ceil(settings.upstream_rps * 2)))
 
 
 async def _bootstrap(engine: AsyncEngine, settings: Settings) -> None:

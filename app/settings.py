@@ -8,6 +8,8 @@ from typing import Annotated
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app import encryption
+
 MAX_RETRY_DELAY = 30 * 24 * 3600.0
 
 #: Delays, in seconds, before each retry of a webhook: about a day in all.
@@ -46,6 +48,13 @@ class Settings(BaseSettings):
     delivery_concurrency: int = Field(100, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
     simulator: bool = False
+    watch_timeout: float = Field(24 * 3600.0, gt=0)
+    min_poll_interval: float = Field(1.0, ge=1)
+    not_found_grace: float = Field(60.0, ge=0)
+    upstream_rps: float = Field(0.0, ge=0)
+    upstream_backoff_max: float = Field(300.0, gt=0)
+    circuit_cooldown: float = Field(30.0, gt=0)
+    encryption_key: SecretStr | None = None
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -82,6 +91,21 @@ class Settings(BaseSettings):
         if len(key) < 24:
             raise ValueError("RELAY_SIGNING_SECRET must hold at least 24 bytes of key")
         return value
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A bad key would only surface when the first per-watch upstream key is stored."""
+        if value is not None:
+            encryption.KeyBox.from_config(value.get_secret_value())
+        return value
+
+    @property
+    def key_box(self) -> encryption.KeyBox | None:
+        """What encrypts per-watch upstream keys; without RELAY_ENCRYPTION_KEY, none are taken."""
+        if self.encryption_key is None:
+            return None
+        return encryption.KeyBox.from_config(self.encryption_key.get_secret_value())
 
     @property
     def polls_own_simulator(self) -> bool:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from app.main import create_app
 from app.settings import Settings
 from app.simulator import create_simulator
+from tests.flaky_upstream import FlakyUpstream
 from tests.receiver import Receiver
 from tests.servers import serve
 
@@ -35,12 +36,14 @@ class Upstream:
     def __init__(self, url: str) -> None:
         self.url = url
 
-    async def submit(self, model: str = "wan2.5-t2v-preview", **simulation: Any) -> str:
+    async def submit(
+        self, model: str = "wan2.5-t2v-preview", api_key: str = UPSTREAM_KEY, **simulation: Any
+    ) -> str:
         async with httpx.AsyncClient(base_url=self.url) as http:
             response = await http.post(
                 "/v1/video/generations",
                 json={"model": model, "prompt": "a cat", "simulation": simulation},
-                headers={"Authorization": f"Bearer {UPSTREAM_KEY}"},
+                headers={"Authorization": f"Bearer {api_key}"},
             )
         response.raise_for_status()
         task_id: str = response.json()["task_id"]
@@ -61,6 +64,11 @@ class RelayClient:
         assert response.status_code in (200, 201), response.text
         body: dict[str, Any] = response.json()
         return body
+
+    async def metrics(self) -> str:
+        response = await self.http.get("/metrics")
+        assert response.status_code == 200, response.text
+        return response.text
 
     async def get(self, watch_id: str) -> dict[str, Any]:
         response = await self.http.get(f"/v1/watches/{watch_id}")
@@ -85,6 +93,18 @@ RelayFactory = Callable[..., AbstractAsyncContextManager[RelayClient]]
 async def upstream() -> AsyncIterator[Upstream]:
     async with serve(create_simulator()) as url:
         yield Upstream(url)
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[FlakyUpstream]:
+    """An upstream that answers as scripted; pass `nebula_base_url=flaky.url` to `start_relay`."""
+    fake = FlakyUpstream()
+    async with serve(fake.app) as url:
+        fake.url = url
+        try:
+            yield fake
+        finally:
+            fake.released.set()  # let hanging requests end so the server stops at once
 
 
 @pytest.fixture

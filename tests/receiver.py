@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
+import json
+from collections import Counter, deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -55,6 +58,20 @@ class Receiver:
         await asyncio.sleep(answer.delay)
         content = b"" if answer.status == 204 else f"answer {answer.status}".encode()
         return Response(content, status_code=answer.status, headers=answer.headers)
+
+    async def final_events(
+        self, watch_ids: Iterable[str], within: float = 15.0, settle: float = 0.3
+    ) -> dict[str, dict[str, Any]]:
+        """Wait for one webhook per watch, then `settle` for any duplicate; assert that each
+        watch got exactly one, under an id of its own. Returns the bodies by watch id."""
+        expected = set(watch_ids)
+        await self.wait_for(len(expected), within=within)
+        await asyncio.sleep(settle)
+        bodies = [json.loads(hook.body) for hook in self.received]
+        per_watch = Counter(body["data"]["watch_id"] for body in bodies)
+        assert per_watch == dict.fromkeys(expected, 1), per_watch
+        assert len({hook.headers["webhook-id"] for hook in self.received}) == len(expected)
+        return {body["data"]["watch_id"]: body for body in bodies}
 
     async def wait_for(self, count: int, within: float = 10.0) -> list[Received]:
         """Wait until `count` webhooks have arrived in all; return them."""

@@ -8,7 +8,16 @@ from typing import Any
 
 import pytest
 
-from app.events import FAILED, SUCCEEDED, build_payload, event_type
+from app.events import (
+    EXPIRED,
+    FAILED,
+    SUCCEEDED,
+    Expiry,
+    ExpiryReason,
+    build_expiry_payload,
+    build_payload,
+    event_type,
+)
 from app.ids import event_id
 from app.upstream.snapshot import TaskStatus, parse_snapshot
 
@@ -239,3 +248,29 @@ def test_event_ids_differ_across_watches_and_types() -> None:
     }
 
     assert len(ids) == 6
+
+
+def test_an_expired_watch_says_why_and_how_far_the_task_had_got() -> None:
+    text = build_expiry_payload(
+        event_id=event_id(WATCH_ID, EXPIRED),
+        created_at=CREATED_AT,
+        watch_id=WATCH_ID,
+        task_id=TASK_ID,
+        metadata={"order": 42},
+        upstream_status="in_progress",
+        expiry=Expiry(ExpiryReason.DEADLINE_EXCEEDED, "too late"),
+    )
+
+    assert json.loads(text) == {
+        "id": event_id(WATCH_ID, EXPIRED),
+        "type": "watch.expired",
+        "timestamp": "2026-11-28T09:30:15Z",
+        "data": {
+            "watch_id": WATCH_ID,
+            "task_id": TASK_ID,
+            "status": "expired",
+            "upstream_status": "in_progress",
+            "error": {"code": "deadline_exceeded", "message": "too late"},
+            "metadata": {"order": 42},
+        },
+    }

@@ -46,6 +46,13 @@ def settings(**values: Any) -> Settings:
         ("delivery_concurrency", 100),
         ("shutdown_grace", 10.0),
         ("simulator", False),
+        ("watch_timeout", 86400.0),
+        ("min_poll_interval", 1.0),
+        ("not_found_grace", 60.0),
+        ("upstream_rps", 0.0),
+        ("upstream_backoff_max", 300.0),
+        ("circuit_cooldown", 30.0),
+        ("encryption_key", None),
     ],
 )
 def test_every_option_defaults_to_the_value_in_the_readme(field: str, default: object) -> None:
@@ -151,6 +158,10 @@ def test_a_well_formed_signing_secret_is_accepted(
         ("RELAY_RETRY_JITTER", "1", "less than 1"),
         ("RELAY_POLL_CONCURRENCY", "0", "greater than or equal to 1"),
         ("RELAY_ALLOW_PRIVATE_CALLBACKS", "maybe", "valid boolean"),
+        ("RELAY_MIN_POLL_INTERVAL", "0.5", "greater than or equal to 1"),
+        ("RELAY_UPSTREAM_RPS", "-1", "greater than or equal to 0"),
+        ("RELAY_WATCH_TIMEOUT", "0", "greater than 0"),
+        ("RELAY_ENCRYPTION_KEY", "hunter2", "Fernet keys"),
     ],
 )
 def test_an_invalid_option_stops_the_relay_with_a_helpful_message(
@@ -188,6 +199,16 @@ def test_the_simulator_is_polled_only_when_no_upstream_is_named() -> None:
         simulator=True, nebula_base_url="https://llm.ai-nebula.com"
     ).polls_own_simulator
     assert not settings().polls_own_simulator
+
+
+def test_without_an_encryption_key_no_upstream_key_can_be_stored() -> None:
+    assert settings().key_box is None
+
+
+def test_an_encryption_key_never_shows_in_the_settings_repr() -> None:
+    key = "bWFkZS11cC1rZXktZm9yLWEtdGVzdC0zMi1ieXRlcyE="
+
+    assert key not in repr(settings(encryption_key=key))
 
 
 def test_leases_outlast_one_request() -> None:

@@ -21,6 +21,10 @@ MAX_METADATA_BYTES = 16 * 1024
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 
 EventType = Literal["task.succeeded", "task.failed", "task.updated"]
+MAX_UPSTREAM_KEY_LENGTH = 512
+#: Longer than any upstream keeps a task (Sora: 24 h).
+MAX_TIMEOUT = 7 * 24 * 3600
+MAX_POLL_INTERVAL = 3600
 
 
 class WatchCreate(BaseModel):
@@ -50,6 +54,36 @@ class WatchCreate(BaseModel):
         description="Events to receive. The final one (`task.succeeded` or `task.failed`) is "
         "always sent; add `task.updated` to also get each status or progress change before it.",
     )
+    upstream_api_key: str | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_UPSTREAM_KEY_LENGTH,
+        json_schema_extra={"writeOnly": True},
+        description="The upstream key the task was submitted with, when it is not the relay's "
+        "own: a task is visible only to the account that submitted it. Stored encrypted, never "
+        "returned.",
+    )
+    timeout: float | None = Field(
+        None,
+        gt=0,
+        le=MAX_TIMEOUT,
+        description="Seconds after which the watch ends with `watch.expired` "
+        "(`deadline_exceeded`) if the task has not ended; default `RELAY_WATCH_TIMEOUT`.",
+    )
+    poll_interval: float | None = Field(
+        None,
+        ge=1,
+        le=MAX_POLL_INTERVAL,
+        description="Seconds between polls of this task; at least `RELAY_MIN_POLL_INTERVAL` "
+        "(never under 1). Default `RELAY_POLL_INTERVAL`.",
+    )
+
+    @field_validator("upstream_api_key")
+    @classmethod
+    def _key_is_printable(cls, value: str | None) -> str | None:
+        if value is not None and (not value.isprintable() or any(c.isspace() for c in value)):
+            raise ValueError("upstream_api_key must not contain whitespace or control characters")
+        return value
 
     @field_validator("task_id")
     @classmethod
@@ -102,12 +136,12 @@ class RecoverResult(BaseModel):
 
 
 class EventOut(BaseModel):
-    """The webhook event of a watch, once its task has ended."""
+    """The webhook event of a watch, once it has ended."""
 
     model_config = ConfigDict(from_attributes=True)
 
     id: str = Field(description="Also the `webhook-id` header; the same across retries.")
-    type: str
+    type: str = Field(description="task.succeeded, task.failed or watch.expired.")
     state: str = Field(description="pending, delivered, failed or cancelled.")
     attempts: int
     next_attempt_at: datetime | None
@@ -133,6 +167,12 @@ class WatchOut(BaseModel):
     poll_count: int
     last_polled_at: datetime | None
     last_poll_error: str | None
+    poll_interval: float | None = Field(
+        description="Seconds between polls asked for at registration; null: the relay's default."
+    )
+    deadline_at: datetime = Field(
+        description="When the watch ends with `watch.expired` if its task has not ended."
+    )
     created_at: datetime
     updated_at: datetime
     event: EventOut | None

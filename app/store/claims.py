@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists, insert, or_, select, update
+from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import events as webhook_events
@@ -32,6 +32,14 @@ class DueWatch:
     metadata: Any
     callback_url: str
     client_id: str
+    upstream_status: str | None
+    due_at: datetime
+    poll_interval: float | None
+    deadline_at: datetime
+    not_found_since: datetime | None
+    consecutive_errors: int
+    consecutive_refusals: int
+    upstream_api_key_encrypted: str | None
     task_status: str | None
     progress: float | None
     event_types: list[str] | None
@@ -46,9 +54,26 @@ class DueWatch:
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
+    """What one poll found and what the poller decided from it, ready to be written back.
+
+    A terminal `snapshot` or an `expiry` ends the watch; anything else schedules the next poll.
+    """
+
     watch: DueWatch
-    snapshot: TaskSnapshot | None
+    snapshot: TaskSnapshot | None = None
     error: str | None = None
+    next_poll_at: datetime | None = None
+    not_found_since: datetime | None = None
+    consecutive_errors: int = 0
+    consecutive_refusals: int = 0
+    expiry: webhook_events.Expiry | None = None
+    polled: bool = True
+
+    @property
+    def final(self) -> bool:
+        return self.expiry is not None or (
+            self.snapshot is not None and self.snapshot.status.terminal
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,16 +108,23 @@ class AttemptResult:
 
 
 async def claim_due_watches(
-    engine: AsyncEngine, *, owner: str, lease: float, limit: int
+    engine: AsyncEngine, *, owner: str, lease: float, limit: int, past_deadline_only: bool = False
 ) -> list[DueWatch]:
+    """Oldest due first, so that when polling is rationed every watch still gets its turn.
+
+    `past_deadline_only` claims just the watches to expire, which need no upstream request.
+    """
     now = datetime.now(UTC)
+    conditions = [
+        watches.c.state == WatchState.ACTIVE,
+        watches.c.next_poll_at <= now,
+        or_(watches.c.lease_expires_at.is_(None), watches.c.lease_expires_at < now),
+    ]
+    if past_deadline_only:
+        conditions.append(watches.c.deadline_at <= now)
     due = (
         select(watches.c.id)
-        .where(
-            watches.c.state == WatchState.ACTIVE,
-            watches.c.next_poll_at <= now,
-            or_(watches.c.lease_expires_at.is_(None), watches.c.lease_expires_at < now),
-        )
+        .where(*conditions)
         .order_by(watches.c.next_poll_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -107,6 +139,14 @@ async def claim_due_watches(
             watches.c.metadata,
             watches.c.callback_url,
             watches.c.client_id,
+            watches.c.upstream_status,
+            watches.c.next_poll_at,
+            watches.c.poll_interval,
+            watches.c.deadline_at,
+            watches.c.not_found_since,
+            watches.c.consecutive_errors,
+            watches.c.consecutive_refusals,
+            watches.c.upstream_api_key_encrypted,
             watches.c.task_status,
             watches.c.progress,
             watches.c.event_types,
@@ -114,120 +154,226 @@ async def claim_due_watches(
         )
     )
     async with engine.begin() as conn:
-        return [DueWatch(**row._mapping) for row in await conn.execute(claim)]
-
-
-_MINE = (
-    watches.c.id == bindparam("b_id"),
-    watches.c.lease_owner == bindparam("b_owner"),
-    watches.c.state == WatchState.ACTIVE,
-)
+        return [DueWatch(*row) for row in await conn.execute(claim)]
 
 
 async def record_polls(
-    engine: AsyncEngine, *, owner: str, results: Sequence[PollResult], next_poll_at: datetime
-) -> bool:
-    """Write a batch of polls back in one transaction; say whether any webhook was written.
+    engine: AsyncEngine, *, owner: str, results: Sequence[PollResult]
+) -> list[str]:
+    """Write a batch of polls back in one transaction; return the ids of events created.
 
-    A status that makes an event moves the watch on and inserts the event into the outbox in the
-    same transaction, so a crash can never leave one without the other. Polls that make no event
-    are written with one statement for the whole batch.
+    An ending watch moves to `notifying` and gets its webhook in the outbox in the same
+    transaction, so a crash can never leave one without the other; the conditional update makes
+    that happen once per watch, whoever else holds or held it. A status change that a watch asked
+    to hear about (`task.updated`) is written the same way; polls that make no event are written
+    with one statement per kind for the whole batch.
     """
     now = datetime.now(UTC)
+    seen: list[PollResult] = []
+    updates: list[PollResult] = []
+    for result in results:
+        if result.snapshot is None or result.final:
+            continue
+        if result.watch.subscribed(webhook_events.UPDATED) and result.watch.changed(
+            result.snapshot
+        ):
+            updates.append(result)
+        else:
+            seen.append(result)
+    failed = [r for r in results if r.snapshot is None and not r.final]
+    ending = [r for r in results if r.final]
+    mine = (
+        watches.c.id == bindparam("b_id"),
+        watches.c.lease_owner == owner,
+        watches.c.state == WatchState.ACTIVE,
+    )
     release = {
-        "poll_count": watches.c.poll_count + 1,
-        "last_polled_at": now,
         "lease_owner": None,
         "lease_expires_at": None,
         "updated_at": now,
     }
-    quiet: list[PollResult] = []
-    failed: list[PollResult] = []
-    eventful: list[PollResult] = []
-    for result in results:
-        if result.snapshot is None:
-            failed.append(result)
-        elif result.snapshot.status.terminal or (
-            result.watch.subscribed(webhook_events.UPDATED)
-            and result.watch.changed(result.snapshot)
-        ):
-            eventful.append(result)
-        else:
-            quiet.append(result)
+    created: list[str] = []
     async with engine.begin() as conn:
-        if quiet:
+        if seen:
             await conn.execute(
                 update(watches)
-                .where(*_MINE)
+                .where(*mine)
                 .values(
                     task_status=bindparam("b_status"),
                     upstream_status=bindparam("b_upstream_status"),
                     progress=bindparam("b_progress"),
                     last_poll_error=None,
-                    next_poll_at=next_poll_at,
+                    next_poll_at=bindparam("b_next_poll_at"),
+                    not_found_since=None,
+                    consecutive_errors=0,
+                    consecutive_refusals=0,
+                    poll_count=watches.c.poll_count + 1,
+                    last_polled_at=now,
                     **release,
                 ),
-                [{"b_id": r.watch.id, "b_owner": owner, **_seen(r.snapshot)} for r in quiet],
+                [
+                    {
+                        "b_id": r.watch.id,
+                        "b_status": r.snapshot.status.value,
+                        "b_upstream_status": r.snapshot.upstream_status[:64],
+                        "b_progress": r.snapshot.progress,
+                        "b_next_poll_at": r.next_poll_at,
+                    }
+                    for r in seen
+                    if r.snapshot is not None
+                ],
             )
         if failed:
             await conn.execute(
                 update(watches)
-                .where(*_MINE)
-                .values(last_poll_error=bindparam("b_error"), next_poll_at=next_poll_at, **release),
-                [{"b_id": r.watch.id, "b_owner": owner, "b_error": r.error} for r in failed],
+                .where(*mine)
+                .values(
+                    last_poll_error=bindparam("b_error"),
+                    next_poll_at=bindparam("b_next_poll_at"),
+                    not_found_since=bindparam("b_not_found_since"),
+                    consecutive_errors=bindparam("b_errors"),
+                    consecutive_refusals=bindparam("b_refusals"),
+                    poll_count=watches.c.poll_count + 1,
+                    last_polled_at=now,
+                    **release,
+                ),
+                [
+                    {
+                        "b_id": r.watch.id,
+                        "b_error": r.error,
+                        "b_next_poll_at": r.next_poll_at,
+                        "b_not_found_since": r.not_found_since,
+                        "b_errors": r.consecutive_errors,
+                        "b_refusals": r.consecutive_refusals,
+                    }
+                    for r in failed
+                ],
             )
-        written = False
-        for result in eventful:
-            assert result.snapshot is not None
-            written |= await _record_event(
-                conn, owner, result.watch, result.snapshot, now, next_poll_at, release
-            )
-    return written
+        for result in updates:
+            new_id = await _announce_update(conn, mine, release, result, now)
+            if new_id is not None:
+                created.append(new_id)
+        for result in ending:
+            new_id = await _end_watch(conn, mine, release, result, now)
+            if new_id is not None:
+                created.append(new_id)
+    return created
 
 
-def _seen(snapshot: TaskSnapshot | None) -> dict[str, Any]:
-    assert snapshot is not None
-    return {
-        "b_status": snapshot.status.value,
-        "b_upstream_status": snapshot.upstream_status[:64],
-        "b_progress": snapshot.progress,
-    }
-
-
-async def _record_event(
+async def _announce_update(
     conn: AsyncConnection,
-    owner: str,
-    watch: DueWatch,
-    snapshot: TaskSnapshot,
-    now: datetime,
-    next_poll_at: datetime,
+    mine: tuple[ColumnElement[bool], ...],
     release: dict[str, Any],
-) -> bool:
-    kind = webhook_events.event_type(snapshot.status)
-    sending = watch.subscribed(kind) or kind in webhook_events.TERMINAL
-    if snapshot.status.terminal:
-        state, poll_at = WatchState.NOTIFYING, None
-    else:
-        state, poll_at = WatchState.ACTIVE, next_poll_at
+    result: PollResult,
+    now: datetime,
+) -> str | None:
+    """Record a status change and put its `task.updated` webhook in the outbox."""
+    watch, snapshot = result.watch, result.snapshot
+    assert snapshot is not None
     seq = watch.event_seq + 1
     changed = await conn.execute(
         update(watches)
-        .where(*_MINE)
+        .where(*mine)
         .values(
-            state=state,
             task_status=snapshot.status.value,
             upstream_status=snapshot.upstream_status[:64],
             progress=snapshot.progress,
             last_poll_error=None,
-            next_poll_at=poll_at,
+            next_poll_at=result.next_poll_at,
+            not_found_since=None,
+            consecutive_errors=0,
+            consecutive_refusals=0,
+            poll_count=watches.c.poll_count + 1,
+            last_polled_at=now,
             event_seq=seq,
             **release,
         ),
-        {"b_id": watch.id, "b_owner": owner},
+        {"b_id": watch.id},
     )
-    if changed.rowcount != 1 or not sending:
-        return False
-    new_id = event_id(watch.id, kind if kind in webhook_events.TERMINAL else f"{kind}:{seq}")
+    if changed.rowcount != 1:
+        return None
+    kind = webhook_events.UPDATED
+    new_id = event_id(watch.id, f"{kind}:{seq}")
+    payload = webhook_events.build_payload(
+        event_id=new_id,
+        created_at=now,
+        watch_id=watch.id,
+        task_id=watch.task_id,
+        metadata=watch.metadata,
+        snapshot=snapshot,
+    )
+    await _insert_event(conn, watch, new_id, seq, kind, payload, now)
+    return new_id
+
+
+async def _end_watch(
+    conn: AsyncConnection,
+    mine: tuple[ColumnElement[bool], ...],
+    release: dict[str, Any],
+    result: PollResult,
+    now: datetime,
+) -> str | None:
+    """Move one watch to `notifying` and put its one final webhook in the outbox."""
+    watch, snapshot = result.watch, result.snapshot
+    seq = watch.event_seq + 1
+    changes: dict[str, Any] = {
+        "state": WatchState.NOTIFYING,
+        "next_poll_at": None,
+        "event_seq": seq,
+        **release,
+    }
+    if result.polled:
+        changes |= {
+            "last_poll_error": result.error,
+            "poll_count": watches.c.poll_count + 1,
+            "last_polled_at": now,
+        }
+    if snapshot is not None:
+        changes |= {
+            "task_status": snapshot.status.value,
+            "upstream_status": snapshot.upstream_status[:64],
+            "progress": snapshot.progress,
+        }
+    changed = await conn.execute(update(watches).where(*mine).values(changes), {"b_id": watch.id})
+    if changed.rowcount != 1:
+        return None
+    if result.expiry is not None:
+        kind = webhook_events.EXPIRED
+        new_id = event_id(watch.id, kind)
+        payload = webhook_events.build_expiry_payload(
+            event_id=new_id,
+            created_at=now,
+            watch_id=watch.id,
+            task_id=watch.task_id,
+            metadata=watch.metadata,
+            upstream_status=watch.upstream_status,
+            expiry=result.expiry,
+        )
+    else:
+        assert snapshot is not None
+        kind = webhook_events.event_type(snapshot.status)
+        new_id = event_id(watch.id, kind)
+        payload = webhook_events.build_payload(
+            event_id=new_id,
+            created_at=now,
+            watch_id=watch.id,
+            task_id=watch.task_id,
+            metadata=watch.metadata,
+            snapshot=snapshot,
+        )
+    await _insert_event(conn, watch, new_id, seq, kind, payload, now)
+    return new_id
+
+
+async def _insert_event(
+    conn: AsyncConnection,
+    watch: DueWatch,
+    new_id: str,
+    seq: int,
+    kind: str,
+    payload: str,
+    now: datetime,
+) -> None:
     await conn.execute(
         insert(events).values(
             id=new_id,
@@ -236,14 +382,7 @@ async def _record_event(
             seq=seq,
             type=kind,
             callback_url=watch.callback_url,
-            payload=webhook_events.build_payload(
-                event_id=new_id,
-                created_at=now,
-                watch_id=watch.id,
-                task_id=watch.task_id,
-                metadata=watch.metadata,
-                snapshot=snapshot,
-            ),
+            payload=payload,
             state=EventState.PENDING,
             attempts=0,
             round_start=0,
@@ -251,7 +390,6 @@ async def _record_event(
             created_at=now,
         )
     )
-    return True
 
 
 async def claim_due_events(

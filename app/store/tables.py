@@ -39,7 +39,10 @@ clients = Table(
 )
 
 #: A task being watched for one client. `next_poll_at` and the lease columns make it work
-#: that any replica can claim (see `claims.py`).
+#: that any replica can claim (see `claims.py`). `poll_interval` is the client's own interval
+#: (null: the relay's); `not_found_since` starts the grace period of a task the upstream does not
+#: know (yet); the two counters drive backoff and the end of a watch whose key is refused.
+#: `upstream_api_key_encrypted` is the client's own upstream key, encrypted (`encryption.py`).
 watches = Table(
     "watches",
     metadata,
@@ -62,6 +65,12 @@ watches = Table(
     Column("lease_expires_at", UTCDateTime, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    Column("poll_interval", Float, nullable=True),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("not_found_since", UTCDateTime, nullable=True),
+    Column("consecutive_errors", Integer, nullable=False, server_default=text("0")),
+    Column("consecutive_refusals", Integer, nullable=False, server_default=text("0")),
+    Column("upstream_api_key_encrypted", Text, nullable=True),
     Index("ix_watches_due", "state", "next_poll_at"),
     Index("ix_watches_client_id_id", "client_id", "id"),
     # One live watch per (client, task, callback): re-registering returns it instead.

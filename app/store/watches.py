@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, insert, select, update
@@ -46,6 +46,8 @@ class Watch:
     poll_count: int
     last_polled_at: datetime | None
     last_poll_error: str | None
+    poll_interval: float | None
+    deadline_at: datetime
     created_at: datetime
     updated_at: datetime
     event: EventSummary | None
@@ -84,6 +86,8 @@ _WATCH_COLUMNS = [
     watches.c.poll_count,
     watches.c.last_polled_at,
     watches.c.last_poll_error,
+    watches.c.poll_interval,
+    watches.c.deadline_at,
     watches.c.created_at,
     watches.c.updated_at,
 ]
@@ -106,11 +110,15 @@ async def register(
     task_id: str,
     callback_url: str,
     metadata: Any,
+    expires_after: float,
     event_types: list[str] | None = None,
+    poll_interval: float | None = None,
+    upstream_api_key_encrypted: str | None = None,
 ) -> tuple[Watch, bool]:
     """Create a watch, or return the live one for the same task and callback (`created` False).
 
     The unique index decides, not a prior read, so two racing registrations still yield one watch.
+    The watch ends with `watch.expired` if its task has not ended `expires_after` seconds from now.
     """
     now = datetime.now(UTC)
     watch_id = new_id("wat")
@@ -127,6 +135,9 @@ async def register(
                     state=WatchState.ACTIVE,
                     poll_count=0,
                     next_poll_at=now,
+                    poll_interval=poll_interval,
+                    deadline_at=now + timedelta(seconds=expires_after),
+                    upstream_api_key_encrypted=upstream_api_key_encrypted,
                     created_at=now,
                     updated_at=now,
                 )

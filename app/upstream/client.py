@@ -19,6 +19,12 @@ class UpstreamErrorKind(enum.StrEnum):
     CONNECTION = "connection"
     BAD_RESPONSE = "bad_response"
 
+    @property
+    def upstream_unwell(self) -> bool:
+        """The upstream failed to answer properly, as opposed to answering about the task or key:
+        these call for backing off, and count against the circuit."""
+        return self not in (UpstreamErrorKind.NOT_FOUND, UpstreamErrorKind.UNAUTHORIZED)
+
 
 class UpstreamError(Exception):
     def __init__(self, kind: UpstreamErrorKind, message: str, status_code: int | None = None):
@@ -32,16 +38,26 @@ class UpstreamError(Exception):
 
 
 class UpstreamClient:
-    """Queries `GET {base}/v1/video/generations/{task_id}` over one pooled HTTP client."""
+    """Queries `GET {base}/v1/video/generations/{task_id}` over one pooled HTTP client.
+
+    :param api_key: the relay's own key, used for every task whose watch brought none.
+    """
 
     def __init__(self, http: httpx.AsyncClient, *, base_url: str, api_key: str | None) -> None:
         self._http = http
         self._base_url = base_url.rstrip("/")
         self._api_key = api_key
 
-    async def fetch(self, task_id: str) -> TaskSnapshot:
+    def key_for(self, api_key: str | None) -> str | None:
+        """The key a request made with the watch's `api_key` (if any) is sent with."""
+        return api_key or self._api_key
+
+    async def fetch(self, task_id: str, *, api_key: str | None = None) -> TaskSnapshot:
+        """A task is visible only to the account that submitted it: `api_key` names that account
+        when it is not the relay's own."""
         url = f"{self._base_url}/v1/video/generations/{_path_segment(task_id)}"
-        headers = {"Authorization": f"Bearer {self._api_key}"} if self._api_key else {}
+        key = self.key_for(api_key)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
             response = await self._http.get(url, headers=headers)
         except httpx.TimeoutException as exc:
@@ -67,6 +83,8 @@ def _interpret(response: httpx.Response) -> TaskSnapshot:
     except ValueError:
         body = None
     if status == 200:
+        if _is_task_not_exist(body):
+            raise UpstreamError(UpstreamErrorKind.NOT_FOUND, "task_not_exist", status)
         if body is None:
             raise UpstreamError(UpstreamErrorKind.BAD_RESPONSE, "the answer is not JSON", status)
         try:

@@ -150,6 +150,21 @@ async def test_the_api_key_is_sent_as_a_bearer_token(
     assert request.raw_path == PREFIX + TASK_ID
 
 
+async def test_a_watch_that_brought_its_own_key_polls_with_it(
+    upstream: tuple[FakeUpstream, str], client: UpstreamClient
+) -> None:
+    fake, _ = upstream
+    fake.answer(200, {"status": "queued"})
+
+    await client.fetch(TASK_ID, api_key="sk-the-apps-own")
+    await client.fetch(TASK_ID, api_key=None)
+
+    assert [seen.headers["authorization"] for seen in fake.seen] == [
+        "Bearer sk-the-apps-own",
+        f"Bearer {API_KEY}",
+    ]
+
+
 async def test_without_a_key_no_authorization_is_sent(upstream: tuple[FakeUpstream, str]) -> None:
     fake, url = upstream
     fake.answer(200, {"status": "queued"})
@@ -252,6 +267,17 @@ async def test_an_error_answer_is_classified_by_what_it_means(
     assert str(error) == f"{kind}: HTTP {status}: {message}"
 
 
+async def test_task_not_exist_means_not_found_even_with_a_200(
+    upstream: tuple[FakeUpstream, str], client: UpstreamClient
+) -> None:
+    fake, _ = upstream
+    fake.answer(200, {"code": "task_not_exist", "message": "task_not_exist", "data": None})
+
+    error = await fetch_error(client)
+
+    assert error.kind is UpstreamErrorKind.NOT_FOUND
+
+
 @pytest.mark.parametrize(
     "content",
     [
@@ -263,6 +289,9 @@ async def test_an_error_answer_is_classified_by_what_it_means(
         b'"succeeded"',
         b'{"task_id": "video_1"}',
         b'{"code": "success", "data": {"task_id": "video_1"}}',
+        b'{"code": "success", "data": null}',
+        b'{"code": "success", "data": [{"status": "SUCCESS"}]}',
+        b'{"id": "video_1", "status": 42}',
     ],
 )
 async def test_a_200_that_is_not_a_task_is_a_bad_response(

@@ -264,3 +264,11 @@ def test_an_empty_wanxiang_reason_falls_back_to_the_generic_message() -> None:
     body = task("failed", metadata={"output": {"task_status": "FAILED", "message": ""}})
 
     assert parse_snapshot(body).error == TaskError(code=None, message=NO_REASON)
+
+
+def test_an_older_answer_naming_its_task_id_is_read_alike() -> None:
+    snapshot = parse_snapshot({"id": TASK_ID, "status": "pending", "progress": 0})
+
+    assert snapshot.status is TaskStatus.QUEUED
+    assert snapshot.upstream_status == "pending"
+    assert snapshot.progress == 0.0

@@ -59,10 +59,23 @@ async def register_watch(
             body.callback_url, allow_private=relay.settings.allow_private_callbacks
         )
     except callbacks.CallbackRefused as exc:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            [{"loc": ["body", "callback_url"], "msg": str(exc), "type": "value_error"}],
-        ) from None
+        raise _invalid("callback_url", str(exc)) from None
+    settings = relay.settings
+    if body.poll_interval is not None and body.poll_interval < settings.min_poll_interval:
+        raise _invalid(
+            "poll_interval",
+            f"poll_interval must be at least {settings.min_poll_interval:g} seconds on this relay",
+        )
+    encrypted_key = None
+    if body.upstream_api_key is not None:
+        key_box = settings.key_box
+        if key_box is None:
+            raise _invalid(
+                "upstream_api_key",
+                "this relay cannot store upstream keys: its operator has not set "
+                "RELAY_ENCRYPTION_KEY",
+            )
+        encrypted_key = key_box.encrypt(body.upstream_api_key)
     request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
     if idempotency_key is not None:
         stored = await idempotency.find(relay.engine, client_id=client.id, key=idempotency_key)
@@ -75,6 +88,9 @@ async def register_watch(
         callback_url=body.callback_url,
         metadata=body.metadata,
         event_types=list(body.events) if body.events else None,
+        expires_after=body.timeout or settings.watch_timeout,
+        poll_interval=body.poll_interval,
+        upstream_api_key_encrypted=encrypted_key,
     )
     if created:
         relay.poll_now()
@@ -102,6 +118,14 @@ def _replay(stored: idempotency.StoredResponse, request_hash: str) -> JSONRespon
     body = json.loads(stored.body)
     return JSONResponse(
         body, status_code=stored.status_code, headers={"Location": f"/v1/watches/{body['id']}"}
+    )
+
+
+def _invalid(field: str, message: str) -> HTTPException:
+    """Shaped like FastAPI's own validation errors, so clients handle one format."""
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        [{"loc": ["body", field], "msg": message, "type": "value_error"}],
     )
 
 
