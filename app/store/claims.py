@@ -249,79 +249,37 @@ async def record_polls(
                     for r in failed
                 ],
             )
-        for result in updates:
-            new_id = await _announce_update(conn, mine, release, result, now)
-            if new_id is not None:
-                created.append(new_id)
-        for result in ending:
-            new_id = await _end_watch(conn, mine, release, result, now)
+        for result in (*updates, *ending):
+            new_id = await _write_event(conn, mine, release, result, now)
             if new_id is not None:
                 created.append(new_id)
     return created
 
 
-async def _announce_update(
+async def _write_event(
     conn: AsyncConnection,
     mine: tuple[ColumnElement[bool], ...],
     release: dict[str, Any],
     result: PollResult,
     now: datetime,
 ) -> str | None:
-    """Record a status change and put its `task.updated` webhook in the outbox."""
-    watch, snapshot = result.watch, result.snapshot
-    assert snapshot is not None
-    seq = watch.event_seq + 1
-    changed = await conn.execute(
-        update(watches)
-        .where(*mine)
-        .values(
-            task_status=snapshot.status.value,
-            upstream_status=snapshot.upstream_status[:64],
-            progress=snapshot.progress,
-            last_poll_error=None,
-            next_poll_at=result.next_poll_at,
-            not_found_since=None,
-            consecutive_errors=0,
-            consecutive_refusals=0,
-            poll_count=watches.c.poll_count + 1,
-            last_polled_at=now,
-            event_seq=seq,
-            **release,
-        ),
-        {"b_id": watch.id},
-    )
-    if changed.rowcount != 1:
-        return None
-    kind = webhook_events.UPDATED
-    new_id = event_id(watch.id, f"{kind}:{seq}")
-    payload = webhook_events.build_payload(
-        event_id=new_id,
-        created_at=now,
-        watch_id=watch.id,
-        task_id=watch.task_id,
-        metadata=watch.metadata,
-        snapshot=snapshot,
-    )
-    await _insert_event(conn, watch, new_id, seq, kind, payload, now)
-    return new_id
+    """Move one watch on and put the webhook that tells of it in the outbox.
 
-
-async def _end_watch(
-    conn: AsyncConnection,
-    mine: tuple[ColumnElement[bool], ...],
-    release: dict[str, Any],
-    result: PollResult,
-    now: datetime,
-) -> str | None:
-    """Move one watch to `notifying` and put its one final webhook in the outbox."""
+    A final result moves the watch to `notifying` with its one final event; a status change the
+    watch asked to hear about keeps it polling and sends a `task.updated`.
+    """
     watch, snapshot = result.watch, result.snapshot
     seq = watch.event_seq + 1
-    changes: dict[str, Any] = {
-        "state": WatchState.NOTIFYING,
-        "next_poll_at": None,
-        "event_seq": seq,
-        **release,
-    }
+    changes: dict[str, Any] = {"event_seq": seq, **release}
+    if result.final:
+        changes |= {"state": WatchState.NOTIFYING, "next_poll_at": None}
+    else:
+        changes |= {
+            "next_poll_at": result.next_poll_at,
+            "not_found_since": None,
+            "consecutive_errors": 0,
+            "consecutive_refusals": 0,
+        }
     if result.polled:
         changes |= {
             "last_poll_error": result.error,
@@ -337,30 +295,26 @@ async def _end_watch(
     changed = await conn.execute(update(watches).where(*mine).values(changes), {"b_id": watch.id})
     if changed.rowcount != 1:
         return None
+    described = {
+        "created_at": now,
+        "watch_id": watch.id,
+        "task_id": watch.task_id,
+        "metadata": watch.metadata,
+    }
     if result.expiry is not None:
         kind = webhook_events.EXPIRED
         new_id = event_id(watch.id, kind)
         payload = webhook_events.build_expiry_payload(
             event_id=new_id,
-            created_at=now,
-            watch_id=watch.id,
-            task_id=watch.task_id,
-            metadata=watch.metadata,
             upstream_status=watch.upstream_status,
             expiry=result.expiry,
+            **described,
         )
     else:
         assert snapshot is not None
         kind = webhook_events.event_type(snapshot.status)
-        new_id = event_id(watch.id, kind)
-        payload = webhook_events.build_payload(
-            event_id=new_id,
-            created_at=now,
-            watch_id=watch.id,
-            task_id=watch.task_id,
-            metadata=watch.metadata,
-            snapshot=snapshot,
-        )
+        new_id = event_id(watch.id, kind if result.final else f"{kind}:{seq}")
+        payload = webhook_events.build_payload(event_id=new_id, snapshot=snapshot, **described)
     await _insert_event(conn, watch, new_id, seq, kind, payload, now)
     return new_id
 
