@@ -73,8 +73,11 @@ def registrations(report: Report, records: Sequence[Registration], planned: int)
         "registrations: latency", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", "p99 < 100 ms", p99 < 100
     )
     if failed or len(records) < planned:
+        statuses = Counter(r.status for r in records if r.status != 201)
+        answers = ", ".join(f"{n} x {status or 'no answer'}" for status, n in statuses.items())
         report.notes.append(
-            f"registrations: {failed} failed, {planned - len(records)} not sent before the deadline"
+            f"registrations: {failed} failed ({answers or 'none'}),"
+            f" {planned - len(records)} not sent before the deadline"
         )
 
 
