@@ -1,0 +1,79 @@
+"""`python -m bench [--quick] [--watches N] [--duration S] ...`: run the load benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+from collections.abc import Sequence
+
+from bench.scenario import Config, run
+
+
+def parse_args(argv: Sequence[str] | None = None) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Load benchmark of the relay: a fake upstream, a receiver and the relay as "
+        "separate processes on 127.0.0.1; prints the figures of issue 5 beside their targets.",
+    )
+    parser.add_argument("--quick", action="store_true", help="smoke run: 500 watches, 15 s")
+    parser.add_argument("--watches", type=int, help="watches registered (default 10000)")
+    parser.add_argument("--duration", type=float, help="seconds the load runs (default 60)")
+    parser.add_argument("--poll-interval", type=float, default=5.0, help="RELAY_POLL_INTERVAL")
+    parser.add_argument(
+        "--concurrency", type=int, default=100, help="concurrent registering clients"
+    )
+    parser.add_argument(
+        "--client-loop-seconds", type=float, default=3.0, help="length of each raw client loop"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=15.0, help="seconds to wait for late webhooks after the run"
+    )
+    parser.add_argument(
+        "--relay-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="another environment variable for the relay, e.g. RELAY_POLL_CONCURRENCY=200",
+    )
+    parser.add_argument(
+        "--relay-access-log", action="store_true", help="keep uvicorn's access log in the relay"
+    )
+    parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
+    parser.add_argument("--keep", action="store_true", help="keep the logs and the database")
+    args = parser.parse_args(argv)
+    relay_env = {}
+    for item in args.relay_env:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--relay-env wants NAME=VALUE, not {item!r}")
+        relay_env[name] = value
+    watches = args.watches or (500 if args.quick else 10_000)
+    duration = args.duration or (15.0 if args.quick else 60.0)
+    return Config(
+        watches=watches,
+        duration=duration,
+        poll_interval=args.poll_interval,
+        concurrency=args.concurrency,
+        client_loop_seconds=args.client_loop_seconds,
+        settle=args.settle,
+        relay_env=relay_env,
+        relay_access_log=args.relay_access_log,
+        seed=args.seed,
+        keep=args.keep,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    config = parse_args(argv)
+    if importlib.util.find_spec("uvloop"):
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run(config))
+    else:
+        asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""From the records of the upstream, the receiver and the harness to the printed figures."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench.load import Registration
+
+#: A poll is on schedule when it comes within this many seconds of its due time.
+ON_TIME = 1.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile; NaN for no values."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+@dataclass(slots=True)
+class Row:
+    label: str
+    measured: str
+    target: str = ""
+    met: bool | None = None
+
+
+@dataclass(slots=True)
+class Report:
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, label: str, measured: str, target: str = "", met: bool | None = None) -> None:
+        self.rows.append(Row(label, measured, target, met))
+
+    def print(self) -> None:
+        label_width = max(len(row.label) for row in self.rows)
+        measured_width = max(len(row.measured) for row in self.rows)
+        target_width = max(len(row.target) for row in self.rows)
+        for row in self.rows:
+            verdict = {True: "met", False: "MISSED", None: ""}[row.met]
+            print(
+                f"  {row.label:<{label_width}}  {row.measured:<{measured_width}}"
+                f"  {row.target:<{target_width}}  {verdict}".rstrip()
+            )
+        for note in self.notes:
+            print(f"  note: {note}")
+
+
+def registrations(report: Report, records: Sequence[Registration], planned: int) -> None:
+    ok = [r for r in records if r.status == 201]
+    failed = len(records) - len(ok)
+    if not ok:
+        report.add("registrations", "none succeeded")
+        return
+    span = max(r.done for r in records) - min(r.sent for r in records)
+    rate = len(ok) / span if span > 0 else math.nan
+    p50 = percentile([r.latency for r in ok], 50) * 1000
+    p99 = percentile([r.latency for r in ok], 99) * 1000
+    report.add(
+        "registrations: rate",
+        f"{rate:,.0f} /s ({len(ok):,} in {span:.1f} s)",
+        ">= 2,000 /s",
+        rate >= 2000,
+    )
+    report.add(
+        "registrations: latency", f"p50 {p50:.0f} ms, p99 {p99:.0f} ms", "p99 < 100 ms", p99 < 100
+    )
+    if failed or len(records) < planned:
+        statuses = Counter(r.status for r in records if r.status != 201)
+        answers = ", ".join(f"{n} x {status or 'no answer'}" for status, n in statuses.items())
+        report.notes.append(
+            f"registrations: {failed} failed ({answers or 'none'}),"
+            f" {planned - len(records)} not sent before the deadline"
+        )
+
+
+def polling(
+    report: Report,
+    tasks: dict[str, Any],
+    records: Sequence[Registration],
+    *,
+    interval: float,
+    start: float,
+    registered_by: float,
+    end: float,
+) -> None:
+    """On-schedule share of polls up to `end`, from the upstream's own arrival times.
+
+    A task's first poll is due at its registration; each later one `interval` after the one
+    before. A task still running at `end` whose next poll is overdue by more than a second counts
+    as one late poll, so a relay that falls behind cannot look punctual by polling less.
+    """
+    registered = {r.task_id: r.done for r in records if r.status == 201}
+    on_time = late = 0
+    polls_in_run = 0
+    for task_id, done in registered.items():
+        record = tasks.get(task_id)
+        polls = [t for t in record["polls"] if t <= end] if record else []
+        polls_in_run += len(polls)
+        due = done
+        for at in polls:
+            if at - due <= ON_TIME:
+                on_time += 1
+            else:
+                late += 1
+            due = at + interval
+        terminal = record is not None and record["terminal_at"] is not None
+        if not terminal and end - due > ON_TIME:
+            late += 1
+    total = on_time + late
+    share = on_time / total if total else math.nan
+    report.add(
+        "polling: on schedule",
+        f"{share:.1%} of {total:,} polls within {ON_TIME:.0f} s",
+        ">= 95 %",
+        share >= 0.95,
+    )
+    steady = end - registered_by
+    if steady >= 1:
+        steady_polls = sum(
+            1 for record in tasks.values() for t in record["polls"] if registered_by < t <= end
+        )
+        steady_rate = f"{steady_polls / steady:,.0f} /s after registrations"
+    else:
+        steady_rate = "no time after registrations"
+    whole = polls_in_run / (end - start)
+    report.add(
+        "polling: upstream requests",
+        f"{whole:,.0f} /s over the run, {steady_rate}",
+        "~2,000 /s at 10,000 watches",
+    )
+
+
+def detection_to_delivery(
+    report: Report, tasks: dict[str, Any], arrivals: Sequence[Sequence[Any]], *, end: float
+) -> None:
+    first_arrival: dict[str, float] = {}
+    for _webhook_id, task_id, _watch_id, kind, at in arrivals:
+        if kind in ("task.succeeded", "task.failed") and task_id not in first_arrival:
+            first_arrival[task_id] = at
+    delays = [
+        first_arrival[task_id] - record["terminal_at"]
+        for task_id, record in tasks.items()
+        if record["terminal_at"] is not None
+        and record["terminal_at"] <= end
+        and task_id in first_arrival
+    ]
+    p50, p99 = percentile(delays, 50) * 1000, percentile(delays, 99) * 1000
+    report.add(
+        "detection to delivery",
+        f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms ({len(delays):,} tasks)",
+        "p99 < 250 ms",
+        p99 < 250 if delays else None,
+    )
+
+
+def delivery_throughput(
+    report: Report,
+    tasks: dict[str, Any],
+    arrivals: Sequence[Sequence[Any]],
+    per_second: dict[str, int],
+) -> None:
+    """The busiest second at the receiver, beside the terminal statuses detected in it: the
+    relay can only deliver what its polling has found, so both are shown."""
+    if not per_second:
+        report.add("delivery throughput", "no webhooks", ">= 2,000 /s", False)
+        return
+    second, count = max(per_second.items(), key=lambda item: item[1])
+    detected = Counter(
+        int(record["terminal_at"]) for record in tasks.values() if record["terminal_at"]
+    )
+    busiest_detection = max(detected.values(), default=0)
+    report.add(
+        "delivery throughput",
+        f"{count:,} webhooks in the busiest second",
+        ">= 2,000 /s",
+        count >= 2000,
+    )
+    report.notes.append(
+        f"delivery throughput: in that second the upstream first answered {detected[int(second)]:,}"
+        f" terminal statuses (busiest second of detection: {busiest_detection:,}); webhooks"
+        " cannot outpace detection, so a burst above the polling rate needs more watches"
+    )
+    batch = sorted(at for _, task_id, _, _, at in arrivals if "_at" in task_id)
+    if len(batch) > 1:
+        span = batch[-1] - batch[0]
+        report.notes.append(
+            f"the batch that ended together: {len(batch):,} webhooks in {span:.1f} s"
+            f" ({len(batch) / span:,.0f} /s)"
+        )
+
+
+#: The memory and restart targets are set at this many active watches.
+TARGET_ACTIVE = 10_000
+
+
+def memory(report: Report, peak: float | None, at_end: float | None, active: int) -> None:
+    """Judged only when the run really had the target's number of active watches."""
+    if peak is None:
+        report.add("memory: relay RSS", "not measured", "< 200 MB", None)
+        return
+    report.add(
+        "memory: relay RSS",
+        f"peak {peak:.0f} MB, {at_end or math.nan:.0f} MB at the end",
+        "< 200 MB at 10,000 active",
+        peak < 200 if active >= TARGET_ACTIVE else None,
+    )
+    report.notes.append(f"memory and restart: {active:,} watches were active at the end of the run")
+
+
+def restart(report: Report, first_poll: float | None, detail: str, active: int) -> None:
+    """Seconds from starting the relay again to the first poll the upstream sees."""
+    target = "< 5 s at 10,000 active"
+    if first_poll is None:
+        report.add("restart: polling again", f"no poll {detail}", target, False)
+        return
+    judged = active >= TARGET_ACTIVE or first_poll >= 5
+    report.add(
+        "restart: polling again",
+        f"{first_poll:.1f} s after start {detail}",
+        target,
+        first_poll < 5 if judged else None,
+    )
+
+
+def exactly_once(
+    report: Report, tasks: dict[str, Any], arrivals: Sequence[Sequence[Any]], *, end: float
+) -> None:
+    terminal = {
+        task_id
+        for task_id, record in tasks.items()
+        if record["terminal_at"] is not None and record["terminal_at"] <= end
+    }
+    finals = [a for a in arrivals if a[3] in ("task.succeeded", "task.failed")]
+    per_task = Counter(a[1] for a in finals)
+    per_id = Counter(a[0] for a in arrivals)
+    missing = terminal - per_task.keys()
+    duplicates = sum(n - 1 for n in per_task.values() if n > 1)
+    repeated_ids = sum(n - 1 for n in per_id.values() if n > 1)
+    unexpected = len(per_task.keys() - tasks.keys()) + sum(
+        1 for a in finals if a[1] in tasks and tasks[a[1]]["terminal_at"] is None
+    )
+    report.add(
+        "lost webhooks",
+        f"{len(missing):,} of {len(terminal):,} ended tasks",
+        "0",
+        not missing,
+    )
+    report.add(
+        "duplicate webhooks",
+        f"{duplicates:,} (same webhook-id again: {repeated_ids:,})",
+        "0",
+        duplicates == 0 and repeated_ids == 0,
+    )
+    if unexpected:
+        report.notes.append(f"{unexpected} webhooks for tasks the upstream never ended")
+    if missing:
+        report.notes.append(f"missing, for example: {', '.join(sorted(missing)[:3])}")

@@ -1,0 +1,283 @@
+"""One benchmark run: start the processes, load the relay, restart it, print the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench import figures, load, tasks
+from bench.servers import Server, fast_server_flags
+
+UPSTREAM_KEY = "sk-bench"
+RELAY_API_KEY = "rk_bench"
+SIGNING_SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMzItYnl0ZXMhIQ=="
+QUIET = ["--log-level", "warning", "--no-access-log", "--lifespan", "off"]
+#: How long the restart figure waits for the first poll before giving up.
+RESTART_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    watches: int = 10_000
+    duration: float = 60.0
+    poll_interval: float = 5.0
+    concurrency: int = 100
+    client_loop_seconds: float = 3.0
+    client_loop_concurrency: int = 50
+    #: Share of tasks that end together, halfway through the run (the delivery burst).
+    batch_share: float = 0.4
+    #: Share of tasks that never end within the run.
+    never_share: float = 0.15
+    #: After the run, seconds to wait for the webhooks of tasks that ended in it.
+    settle: float = 15.0
+    relay_env: dict[str, str] = field(default_factory=dict)
+    relay_access_log: bool = False
+    seed: int = 5
+    keep: bool = False
+
+
+def plan(config: Config, start: float) -> list[str]:
+    """The task mix: a batch that ends together at mid-run, tasks of 10-90 s (for a 60 s run;
+    scaled with the duration) of which some outlast the run, and tasks that never end."""
+    rng = random.Random(config.seed)
+    batch_at = start + config.duration / 2
+    ids = []
+    for n in range(config.watches):
+        draw = rng.random()
+        if draw < config.batch_share:
+            outcome = tasks.FAILED if rng.random() < 0.1 else tasks.SUCCEEDED
+            course = tasks.Course(outcome, at=batch_at)
+        elif draw < config.batch_share + config.never_share:
+            course = tasks.Course(tasks.NEVER)
+        else:
+            outcome = tasks.FAILED if rng.random() < 0.15 else tasks.SUCCEEDED
+            seconds = rng.uniform(config.duration / 6, config.duration * 1.5)
+            course = tasks.Course(outcome, seconds=round(seconds, 1))
+        ids.append(tasks.task_id(n, course))
+    return ids
+
+
+class Run:
+    def __init__(self, config: Config, workdir: Path) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.servers: list[Server] = []
+        self.report = figures.Report()
+
+    def start(self, name: str, app: str, env: dict[str, str], ready: str, **kw: Any) -> Server:
+        server = Server(name, app, workdir=self.workdir, env=env, ready_path=ready, **kw)
+        self.servers.append(server)
+        return server
+
+    def start_relay(self, upstream: Server, *, port: int | None = None) -> Server:
+        env = {
+            "NEBULA_BASE_URL": upstream.url,
+            "NEBULA_API_KEY": UPSTREAM_KEY,
+            "RELAY_API_KEY": RELAY_API_KEY,
+            "RELAY_SIGNING_SECRET": SIGNING_SECRET,
+            "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
+            "RELAY_POLL_INTERVAL": str(self.config.poll_interval),
+            "RELAY_DATABASE_URL": f"sqlite:///{self.workdir / 'relay.db'}",
+            **self.config.relay_env,
+        }
+        flags = [] if self.config.relay_access_log else ["--no-access-log"]
+        return self.start("relay", "app.main:app", env, "/readyz", extra_flags=flags, port=port)
+
+    async def execute(self) -> None:
+        config = self.config
+        fast = fast_server_flags()
+        upstream = self.start(
+            "upstream",
+            "bench.upstream:app",
+            {"BENCH_UPSTREAM_KEY": UPSTREAM_KEY},
+            "/_ping",
+            extra_flags=fast + QUIET,
+        )
+        receiver = self.start(
+            "receiver",
+            "bench.receiver:app",
+            {"BENCH_SIGNING_SECRET": SIGNING_SECRET},
+            "/_stats",
+            extra_flags=fast + QUIET,
+        )
+        await asyncio.gather(upstream.wait_ready(), receiver.wait_ready())
+        _print_setup(config, fast)
+
+        print(
+            f"\n== Raw client loop: GET of a small JSON from the fake upstream, "
+            f"{config.client_loop_concurrency} in flight, {config.client_loop_seconds:.0f} s each"
+        )
+        rates = await load.client_loop_rates(
+            upstream.url + "/_ping",
+            concurrency=config.client_loop_concurrency,
+            seconds=config.client_loop_seconds,
+        )
+        reference = {"httpx": "~400 /s", "aiohttp": "~8,500 /s"}
+        for name, rate in rates.items():
+            ref = next(v for k, v in reference.items() if name.startswith(k))
+            print(f"  {name:<40} {rate:>8,.0f} requests/s   [issue's reference machine: {ref}]")
+
+        relay = self.start_relay(upstream)
+        await relay.wait_ready()
+        start = time.time()
+        task_ids = plan(config, start)
+        print(
+            f"\n== Load: {len(task_ids):,} watches, {config.duration:.0f} s (relay pid {relay.pid})"
+        )
+        sampler = asyncio.create_task(
+            _sample(relay, upstream, receiver, until=start + config.duration)
+        )
+        records = await load.register_all(
+            relay.url,
+            api_key=RELAY_API_KEY,
+            task_ids=task_ids,
+            callback_url=f"{receiver.url}/hooks",
+            concurrency=config.concurrency,
+            deadline=start + config.duration,
+        )
+        registered_by = max((r.done for r in records), default=start)
+        peak_rss, end_rss = await sampler
+        end = time.time()
+        up_stats, rx_stats = await self._settle(upstream, receiver, end)
+
+        ups_tasks: dict[str, Any] = up_stats["tasks"]
+        active = sum(
+            1
+            for r in records
+            if r.status == 201 and ups_tasks.get(r.task_id, {}).get("terminal_at") is None
+        )
+        restart = await self._restart(relay, upstream)
+        up_final, rx_final = await asyncio.gather(
+            _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
+        )
+
+        report = self.report
+        figures.registrations(report, records, len(task_ids))
+        figures.polling(
+            report,
+            ups_tasks,
+            records,
+            interval=config.poll_interval,
+            start=start,
+            registered_by=registered_by,
+            end=end,
+        )
+        figures.detection_to_delivery(report, ups_tasks, rx_stats["arrivals"], end=end)
+        figures.delivery_throughput(report, ups_tasks, rx_stats["arrivals"], rx_stats["per_second"])
+        figures.memory(report, peak_rss, end_rss, active)
+        figures.restart(report, *restart, active)
+        figures.exactly_once(report, up_final["tasks"], rx_final["arrivals"], end=end)
+        signatures = rx_final["signatures"]
+        report.notes.append(
+            f"signatures checked on a sample: {signatures['verified']} verified,"
+            f" {signatures['bad']} bad"
+        )
+        report.notes.append(
+            f"busiest second at the upstream: {up_stats['busiest_second']:,} requests"
+        )
+        print("\n== Figures (one relay process, SQLite): measured, target, verdict")
+        report.print()
+
+    async def _settle(
+        self, upstream: Server, receiver: Server, end: float
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Give the webhooks of tasks that ended within the run `settle` seconds to arrive."""
+        deadline = time.monotonic() + self.config.settle
+        while True:
+            up, rx = await asyncio.gather(
+                _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
+            )
+            ended = {
+                task_id
+                for task_id, t in up["tasks"].items()
+                if t["terminal_at"] is not None and t["terminal_at"] <= end
+            }
+            delivered = {a[1] for a in rx["arrivals"]}
+            if ended <= delivered or time.monotonic() >= deadline:
+                return up, rx
+            await asyncio.sleep(1.0)
+
+    async def _restart(self, relay: Server, upstream: Server) -> tuple[float | None, str]:
+        """SIGTERM the relay, start it again on the same database, time its first poll.
+
+        Returns the seconds from the start to the first poll (None if none came), and details.
+        """
+        stopping = await relay.stop()
+        again = self.start_relay(upstream, port=relay.port)
+        ready = await again.wait_ready()
+        first_poll = None
+        deadline = time.monotonic() + RESTART_TIMEOUT
+        while first_poll is None and time.monotonic() < deadline:
+            since = await _get_json(f"{upstream.url}/_stats/since?t={again.started_at}")
+            first_poll = since["first_poll"]
+            if first_poll is None:
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(3.0)  # let it work a little: a restart must not send duplicates
+        await again.stop()
+        if first_poll is None:
+            return None, f"within {RESTART_TIMEOUT:.0f} s"
+        detail = f"(stop took {stopping:.1f} s, ready after {ready:.1f} s)"
+        return first_poll - again.started_at, detail
+
+
+async def _get_json(url: str) -> dict[str, Any]:
+    async with httpx.AsyncClient(timeout=30.0, trust_env=False) as client:
+        response = await client.get(url)
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+
+async def _sample(
+    relay: Server, upstream: Server, receiver: Server, *, until: float
+) -> tuple[float | None, float | None]:
+    """Relay memory every second, and a progress line every ten; returns (peak, last) RSS."""
+    peak: float | None = None
+    last: float | None = None
+    tick = 0
+    while time.time() < until:
+        await asyncio.sleep(min(1.0, max(0.0, until - time.time())))
+        last = relay.rss_mb()
+        if last is not None:
+            peak = max(peak or 0.0, last)
+        tick += 1
+        if tick % 10 == 0:
+            up = await _get_json(f"{upstream.url}/_stats/since?t=0")
+            print(f"  {tick:>4} s  upstream polls {up['polls']:>8,}  relay RSS {last or 0:.0f} MB")
+    return peak, last
+
+
+def _print_setup(config: Config, fast: list[str]) -> None:
+    loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
+    print("== Setup")
+    print(f"  servers: uvicorn {' '.join(fast) or '(default loop and http)'}; harness loop: {loop}")
+    print(
+        f"  registration client: {'aiohttp' if load.HAS_AIOHTTP else 'httpx'}, "
+        f"{config.concurrency} concurrent"
+    )
+    print(
+        f"  poll interval {config.poll_interval:g} s; relay env: {config.relay_env or 'defaults'}"
+    )
+
+
+async def run(config: Config) -> None:
+    workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
+    bench = Run(config, workdir)
+    try:
+        await bench.execute()
+    finally:
+        for server in bench.servers:
+            server.kill()
+        if config.keep:
+            print(f"\nlogs and database kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)

@@ -1,0 +1,134 @@
+"""Child processes: the fake upstream, the receiver and the relay, each a uvicorn on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+HOST = "127.0.0.1"
+ROOT = Path(__file__).resolve().parent.parent
+#: The relay's own configuration is never inherited from the shell that runs the benchmark.
+_CONFIG_PREFIXES = ("RELAY_", "NEBULA_")
+
+
+def fast_server_flags() -> list[str]:
+    """uvloop and httptools when installed (uvicorn[standard] brings them)."""
+    flags = []
+    if importlib.util.find_spec("httptools"):
+        flags += ["--http", "httptools"]
+    if importlib.util.find_spec("uvloop"):
+        flags += ["--loop", "uvloop"]
+    return flags
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class Server:
+    """One uvicorn process, its output in a log file, stopped for sure by `stop`."""
+
+    def __init__(
+        self,
+        name: str,
+        app: str,
+        *,
+        workdir: Path,
+        env: dict[str, str],
+        ready_path: str,
+        extra_flags: list[str] | None = None,
+        port: int | None = None,
+    ) -> None:
+        self.name = name
+        self.port = port or free_port()
+        self.url = f"http://{HOST}:{self.port}"
+        self._ready_path = ready_path
+        self.log_path = workdir / f"{name}.log"
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(_CONFIG_PREFIXES)}
+        inherited["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])
+        )
+        command = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            app,
+            "--host",
+            HOST,
+            "--port",
+            str(self.port),
+            *(extra_flags or []),
+        ]
+        self.started_at = time.time()
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                command, cwd=workdir, env={**inherited, **env}, stdout=log, stderr=log
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    async def wait_ready(self, within: float = 30.0) -> float:
+        """Wait for a 200 at the ready path; return the seconds it took since the start."""
+        deadline = time.monotonic() + within
+        async with httpx.AsyncClient(timeout=2.0, trust_env=False) as client:
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
+                try:
+                    if (await client.get(self.url + self._ready_path)).status_code == 200:
+                        return time.time() - self.started_at
+                except httpx.TransportError:
+                    pass
+                await asyncio.sleep(0.05)
+        raise RuntimeError(f"{self.name} was not ready within {within:.0f} s:\n{self.log_tail()}")
+
+    def rss_mb(self) -> float | None:
+        """Resident memory (VmRSS) of the process, in MB, or None once it is gone."""
+        try:
+            status = Path(f"/proc/{self.pid}/status").read_text()
+        except OSError:
+            return None
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return None
+
+    async def stop(self, grace: float = 15.0) -> float:
+        """SIGTERM, then SIGKILL after `grace` seconds; return the seconds it took to exit."""
+        started = time.monotonic()
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(self._wait, grace)
+        self.kill()
+        return time.monotonic() - started
+
+    def _wait(self, seconds: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=seconds)
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=5)
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])

@@ -1,0 +1,116 @@
+"""The fake upstream: `GET /v1/video/generations/{task_id}` in the documented flat shape.
+
+Served by uvicorn as a separate process (`uvicorn bench.upstream:app`). Each task's course is
+read from its id (see `bench.tasks`). It records when every poll of every task arrived and when
+it first answered a terminal status; `GET /_stats` returns those records, `GET /_stats/since?t=`
+the first poll after a time (to time a restart), `GET /_ping` a small document for the raw
+client-loop measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from bisect import bisect_right
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs
+
+from bench import tasks
+from bench.asgi import PerSecond, Receive, Scope, Send, header, respond, respond_json
+
+PREFIX = "/v1/video/generations/"
+_EXPECTED_AUTH = f"Bearer {os.environ.get('BENCH_UPSTREAM_KEY', 'sk-bench')}".encode()
+_PING = b'{"task_id":"ping","status":"queued","format":"mp4"}'
+_FAILURE = {"code": 400, "message": "Prompt contains inappropriate content"}
+
+
+@dataclass(slots=True)
+class _Task:
+    outcome: str
+    ends_at: float
+    polls: list[float] = field(default_factory=list)
+    terminal_at: float | None = None
+
+
+_tasks: dict[str, _Task] = {}
+_poll_times: list[float] = []
+_per_second = PerSecond()
+
+
+async def app(scope: Scope, receive: Receive, send: Send) -> None:
+    if scope["type"] != "http":
+        return
+    path: str = scope["path"]
+    if path.startswith(PREFIX):
+        await _query(scope, path[len(PREFIX) :], send)
+    elif path == "/_ping":
+        await respond(send, 200, _PING)
+    elif path == "/_stats":
+        await respond_json(send, 200, _stats())
+    elif path == "/_stats/since":
+        query = parse_qs(scope["query_string"].decode())
+        await respond_json(send, 200, _since(float(query.get("t", ["0"])[0])))
+    else:
+        await respond(send, 404)
+
+
+async def _query(scope: Scope, task_id: str, send: Send) -> None:
+    now = time.time()
+    if header(scope, b"authorization") != _EXPECTED_AUTH:
+        await respond_json(send, 401, {"error": {"message": "invalid api key"}})
+        return
+    task = _tasks.get(task_id) or _new_task(task_id, now)
+    if task is None:
+        await respond_json(send, 400, {"code": "task_not_exist", "message": "task_not_exist"})
+        return
+    task.polls.append(now)
+    _poll_times.append(now)
+    _per_second.add(now)
+    body: dict[str, object] = {"task_id": task_id, "format": "mp4"}
+    if now >= task.ends_at:
+        if task.terminal_at is None:
+            task.terminal_at = now
+        body["status"] = task.outcome
+        if task.outcome == tasks.SUCCEEDED:
+            body["url"] = f"https://videos.bench.invalid/{task_id}.mp4"
+        else:
+            body["error"] = _FAILURE
+    else:
+        body["status"] = "queued" if len(task.polls) == 1 else "in_progress"
+    await respond(send, 200, json.dumps(body, separators=(",", ":")).encode())
+
+
+def _new_task(task_id: str, now: float) -> _Task | None:
+    course = tasks.parse(task_id)
+    if course is None:
+        return None
+    if not course.ends:
+        ends_at = math.inf
+    elif course.at is not None:
+        ends_at = course.at
+    else:
+        ends_at = now + (course.seconds or 0.0)
+    task = _Task(course.outcome, ends_at)
+    _tasks[task_id] = task
+    return task
+
+
+def _stats() -> dict[str, object]:
+    return {
+        "requests": len(_poll_times),
+        "busiest_second": _per_second.busiest,
+        "per_second": _per_second.counts,
+        "tasks": {
+            task_id: {"polls": task.polls, "terminal_at": task.terminal_at}
+            for task_id, task in _tasks.items()
+        },
+    }
+
+
+def _since(t: float) -> dict[str, object]:
+    """Polls are appended in time order, so the first one after `t` is a bisection away."""
+    index = bisect_right(_poll_times, t)
+    first = _poll_times[index] if index < len(_poll_times) else None
+    return {"first_poll": first, "polls": len(_poll_times) - index, "requests": len(_poll_times)}
