@@ -159,6 +159,7 @@ async def test_clients_see_their_signing_secret(relay: RelayClient) -> None:
         ({"task_id": "", "callback_url": "https://example.com/h"}, "at least 1 character"),
         ({"task_id": "x" * 2049, "callback_url": "https://example.com/h"}, "at most 2048"),
         ({"task_id": " padded ", "callback_url": "https://example.com/h"}, "whitespace"),
+        ({"task_id": "..", "callback_url": "https://example.com/h"}, "cannot be '.' or '..'"),
         ({"task_id": "t", "callback_url": "ftp://example.com/h"}, "http:// or https://"),
         ({"task_id": "t", "callback_url": "not a url"}, "http:// or https://"),
         ({"task_id": "t", "callback_url": "https://"}, "no host"),

@@ -15,6 +15,7 @@ from pydantic import (
 )
 
 from app.states import WatchState
+from app.upstream.client import DOT_SEGMENTS
 
 MAX_TASK_ID_LENGTH = 2048
 MAX_METADATA_BYTES = 16 * 1024
@@ -92,6 +93,8 @@ class WatchCreate(BaseModel):
             raise ValueError(
                 "task_id must not contain whitespace at its ends or control characters"
             )
+        if value in DOT_SEGMENTS:
+            raise ValueError("task_id cannot be '.' or '..'")
         return value
 
     @field_validator("metadata")

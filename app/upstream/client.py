@@ -26,6 +26,10 @@ class UpstreamErrorKind(enum.StrEnum):
         return self not in (UpstreamErrorKind.NOT_FOUND, UpstreamErrorKind.UNAUTHORIZED)
 
 
+#: Ids that HTTP clients resolve as path steps (even percent-encoded), leaving the task path.
+DOT_SEGMENTS = frozenset({".", ".."})
+
+
 class UpstreamError(Exception):
     def __init__(self, kind: UpstreamErrorKind, message: str, status_code: int | None = None):
         super().__init__(message)
@@ -55,7 +59,12 @@ class UpstreamClient:
     async def fetch(self, task_id: str, *, api_key: str | None = None) -> TaskSnapshot:
         """A task is visible only to the account that submitted it: `api_key` names that account
         when it is not the relay's own."""
-        url = f"{self._base_url}/v1/video/generations/{_path_segment(task_id)}"
+        if task_id in DOT_SEGMENTS:
+            raise UpstreamError(
+                UpstreamErrorKind.NOT_FOUND, "no upstream task can have this id; it was not sent"
+            )
+        # Quoted whole, so that no id can alter the path: not `/`, `?`, `#` or `%`.
+        url = f"{self._base_url}/v1/video/generations/{quote(task_id, safe='')}"
         key = self.key_for(api_key)
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         try:
@@ -67,13 +76,6 @@ class UpstreamClient:
         except httpx.TransportError as exc:
             raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
         return _interpret(response)
-
-
-def _path_segment(task_id: str) -> str:
-    """Quote the id so that no id can alter the path: not `/`, `?` or `#`, and not a `.` or `..`
-    that clients resolve as a dot segment (`quote` leaves dots alone)."""
-    segment = quote(task_id, safe="")
-    return segment.replace(".", "%2E") if segment in (".", "..") else segment
 
 
 def _interpret(response: httpx.Response) -> TaskSnapshot:

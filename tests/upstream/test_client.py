@@ -8,7 +8,7 @@ import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 import pytest
 from starlette.applications import Starlette
@@ -191,7 +191,6 @@ async def test_a_task_id_reaches_the_upstream_intact_as_one_path_segment(
     segment = request.raw_path.removeprefix(PREFIX)
     assert not set("/?# ") & set(segment), "every special character is percent-encoded"
     assert unquote(segment) == task_id
-    assert segment == quote(task_id, safe="")
 
 
 @pytest.mark.parametrize("task_id", [".", ".."])
@@ -201,11 +200,11 @@ async def test_a_dot_task_id_cannot_climb_out_of_the_task_path(
     fake, _ = upstream
     fake.answer(200, {"status": "queued"})
 
-    await client.fetch(task_id)
+    with pytest.raises(UpstreamError) as raised:
+        await client.fetch(task_id)
 
-    [request] = fake.seen
-    assert request.raw_path.startswith(PREFIX)
-    assert unquote(request.raw_path.removeprefix(PREFIX)) == task_id
+    assert raised.value.kind is UpstreamErrorKind.NOT_FOUND
+    assert fake.seen == [], "nothing was sent: the request would have left the task path"
 
 
 @pytest.mark.parametrize(
