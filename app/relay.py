@@ -34,6 +34,7 @@ class Relay:
     engine: AsyncEngine
     metrics: Metrics
     ticker: Ticker
+    clients: clients.KnownClients
 
     def poll_now(self) -> None:
         """A new watch is polled at once, not at the next tick."""
@@ -117,7 +118,7 @@ async def running(
     ticker.every_tick(DELIVER, deliverer.run)
     ticker.start()
     try:
-        yield Relay(settings, engine, metrics, ticker)
+        yield Relay(settings, engine, metrics, ticker, clients.KnownClients(engine))
     finally:
         await ticker.stop(settings.shutdown_grace)
         await deliverer.drain(settings.shutdown_grace)

@@ -31,8 +31,7 @@ async def _client(
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    async with relay.engine.connect() as conn:
-        client = await clients.find_by_api_key(conn, credentials.credentials)
+    client = await relay.clients.find(credentials.credentials)
     if client is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}

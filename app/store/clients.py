@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.ids import new_id
 from app.signing import generate_secret
@@ -83,12 +84,36 @@ async def bootstrap_default_client(
     return Bootstrap(client, generated_key, generated_secret)
 
 
-async def find_by_api_key(conn: AsyncConnection, api_key: str) -> Client | None:
-    row = (
-        await conn.execute(
-            select(clients.c.id, clients.c.name, clients.c.signing_secret).where(
-                clients.c.api_key_hash == hash_api_key(api_key)
-            )
-        )
-    ).one_or_none()
-    return None if row is None else Client(row.id, row.name, row.signing_secret)
+class KnownClients:
+    """Resolves API keys, remembering each known one for `ttl` seconds.
+
+    Every API request is authenticated; without this, each would cost a query. A key replaced by
+    configuration (another replica restarting with a new RELAY_API_KEY) stops working here within
+    `ttl`. Unknown keys are never remembered, so garbage keys cannot grow the memory.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, ttl: float = 30.0) -> None:
+        self._engine = engine
+        self._ttl = ttl
+        self._known: dict[str, tuple[Client, float]] = {}
+
+    async def find(self, api_key: str) -> Client | None:
+        digest = hash_api_key(api_key)
+        now = time.monotonic()
+        known = self._known.get(digest)
+        if known is not None and known[1] > now:
+            return known[0]
+        async with self._engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    select(clients.c.id, clients.c.name, clients.c.signing_secret).where(
+                        clients.c.api_key_hash == digest
+                    )
+                )
+            ).one_or_none()
+        if row is None:
+            self._known.pop(digest, None)
+            return None
+        client = Client(row.id, row.name, row.signing_secret)
+        self._known[digest] = (client, now + self._ttl)
+        return client

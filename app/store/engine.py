@@ -30,10 +30,18 @@ def async_url(url: str) -> str:
 
 
 def create_engine(url: str) -> AsyncEngine:
-    engine = create_async_engine(async_url(url), pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    """On SQLite, one connection for the whole process.
+
+    SQLite lets one writer in at a time; with several connections, each waiting writer sleeps in
+    SQLite's busy handler, and under load most of a request's time is that sleep. One connection
+    turns the contention into an ordinary asyncio queue for the pool, which is served at once.
+    """
+    target = async_url(url)
+    if make_url(target).get_backend_name() == "sqlite":
+        engine = create_async_engine(target, pool_size=1, max_overflow=0, pool_timeout=60)
         event.listen(engine.sync_engine, "connect", _tune_sqlite)
-    return engine
+        return engine
+    return create_async_engine(target, pool_pre_ping=True)
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

@@ -121,43 +121,62 @@ async def register(
     The watch ends with `watch.expired` if its task has not ended `expires_after` seconds from now.
     """
     now = datetime.now(UTC)
-    watch_id = new_id("wat")
+    watch = Watch(
+        id=new_id("wat"),
+        task_id=task_id,
+        callback_url=callback_url,
+        metadata=metadata,
+        events=event_types or list(webhook_events.DEFAULT_SUBSCRIPTION),
+        state=WatchState.ACTIVE,
+        task_status=None,
+        upstream_status=None,
+        progress=None,
+        poll_count=0,
+        last_polled_at=None,
+        last_poll_error=None,
+        poll_interval=poll_interval,
+        deadline_at=now + timedelta(seconds=expires_after),
+        created_at=now,
+        updated_at=now,
+        event=None,
+    )
     try:
         async with engine.begin() as conn:
             await conn.execute(
                 insert(watches).values(
-                    id=watch_id,
+                    id=watch.id,
                     client_id=client_id,
                     task_id=task_id,
                     callback_url=callback_url,
                     metadata=metadata,
                     event_types=event_types,
-                    state=WatchState.ACTIVE,
+                    state=watch.state,
                     poll_count=0,
                     next_poll_at=now,
                     poll_interval=poll_interval,
-                    deadline_at=now + timedelta(seconds=expires_after),
+                    deadline_at=watch.deadline_at,
                     upstream_api_key_encrypted=upstream_api_key_encrypted,
                     created_at=now,
                     updated_at=now,
                 )
             )
-        created = True
     except IntegrityError:
-        created = False
+        pass
+    else:
+        return watch, True  # as written: reading it back would only cost a round trip
     async with engine.connect() as conn:
-        query = select(*_WATCH_COLUMNS).where(watches.c.client_id == client_id)
-        if created:
-            query = query.where(watches.c.id == watch_id)
-        else:
-            query = query.where(
-                watches.c.task_id == task_id,
-                watches.c.callback_url == callback_url,
-                watches.c.state != WatchState.CANCELLED,
+        row = (
+            await conn.execute(
+                select(*_WATCH_COLUMNS).where(
+                    watches.c.client_id == client_id,
+                    watches.c.task_id == task_id,
+                    watches.c.callback_url == callback_url,
+                    watches.c.state != WatchState.CANCELLED,
+                )
             )
-        row = (await conn.execute(query)).one()
+        ).one()
         found = await _with_events(conn, [row])
-    return found[0], created
+    return found[0], False
 
 
 async def get(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
