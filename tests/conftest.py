@@ -70,6 +70,13 @@ class RelayClient:
         assert response.status_code == 200, response.text
         return response.text
 
+    async def watch_to_the_end(
+        self, upstream: Upstream, callback_url: str, state: str = "completed"
+    ) -> dict[str, Any]:
+        """Watch a task that ends at its first poll, until the watch is in `state`."""
+        watch = await self.register(await upstream.submit(polls=1), callback_url)
+        return await self.wait_for_state(watch["id"], state)
+
     async def get(self, watch_id: str) -> dict[str, Any]:
         response = await self.http.get(f"/v1/watches/{watch_id}")
         assert response.status_code == 200, response.text

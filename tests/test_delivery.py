@@ -133,8 +133,7 @@ async def test_redelivery_sends_the_same_event_again(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:
     hooks, callback = receiver
-    watch = await relay.register(await upstream.submit(polls=1), callback)
-    await relay.wait_for_state(watch["id"], "completed")
+    watch = await relay.watch_to_the_end(upstream, callback, "completed")
 
     response = await relay.http.post(f"/v1/watches/{watch['id']}/redeliver")
     assert response.status_code == 202
@@ -150,8 +149,7 @@ async def test_a_dead_event_can_be_redelivered_for_a_full_new_schedule(
 ) -> None:
     hooks, callback = receiver
     hooks.default_status = 500
-    watch = await relay.register(await upstream.submit(polls=1), callback)
-    await relay.wait_for_state(watch["id"], "failed")
+    watch = await relay.watch_to_the_end(upstream, callback, "failed")
     hooks.answer_next(500, 500)
     hooks.default_status = 204
 
@@ -198,8 +196,7 @@ async def test_recover_ignores_events_older_than_since(
 ) -> None:
     hooks, callback = receiver
     hooks.default_status = 500
-    watch = await relay.register(await upstream.submit(polls=1), callback)
-    await relay.wait_for_state(watch["id"], "failed")
+    watch = await relay.watch_to_the_end(upstream, callback, "failed")
 
     future = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
     response = await relay.http.post("/v1/recover", json={"since": future})

@@ -80,8 +80,7 @@ async def test_a_delivered_watch_cannot_be_cancelled(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:
     _, callback = receiver
-    watch = await relay.register(await upstream.submit(polls=1), callback)
-    await relay.wait_for_state(watch["id"], "completed")
+    watch = await relay.watch_to_the_end(upstream, callback, "completed")
 
     response = await relay.http.delete(f"/v1/watches/{watch['id']}")
     assert response.status_code == 409
