@@ -19,7 +19,7 @@ from app.poll_policy import PollPolicy
 from app.poller import Poller
 from app.scheduler import Ticker
 from app.settings import Settings
-from app.store import claims, clients
+from app.store import claims, clients, watches
 from app.store.engine import create_engine, migrate
 from app.upstream import UpstreamClient
 from app.upstream.circuit import Circuit
@@ -35,6 +35,7 @@ class Relay:
     metrics: Metrics
     ticker: Ticker
     clients: clients.KnownClients
+    registrations: watches.Registrations
 
     def poll_now(self) -> None:
         """A new watch is polled at once, not at the next tick."""
@@ -118,7 +119,14 @@ async def running(
     ticker.every_tick(DELIVER, deliverer.run)
     ticker.start()
     try:
-        yield Relay(settings, engine, metrics, ticker, clients.KnownClients(engine))
+        yield Relay(
+            settings,
+            engine,
+            metrics,
+            ticker,
+            clients.KnownClients(engine),
+            watches.Registrations(engine),
+        )
     finally:
         await ticker.stop(settings.shutdown_grace)
         await deliverer.drain(settings.shutdown_grace)

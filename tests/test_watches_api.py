@@ -48,6 +48,23 @@ async def test_concurrent_identical_registrations_create_one_watch(relay: RelayC
     assert len({r.json()["id"] for r in responses}) == 1
 
 
+async def test_a_burst_of_registrations_with_repeats_creates_each_watch_once(
+    relay: RelayClient,
+) -> None:
+    bodies = [
+        {"task_id": f"task-{n % 25}", "callback_url": "https://example.com/hook"} for n in range(50)
+    ]
+    responses = await asyncio.gather(*(relay.http.post("/v1/watches", json=b) for b in bodies))
+
+    assert sorted(r.status_code for r in responses) == [200] * 25 + [201] * 25
+    by_task: dict[str, set[str]] = {}
+    for body, response in zip(bodies, responses, strict=True):
+        by_task.setdefault(body["task_id"], set()).add(response.json()["id"])
+    assert all(len(ids) == 1 for ids in by_task.values())
+    listed = (await relay.http.get("/v1/watches", params={"limit": 200})).json()["data"]
+    assert len(listed) == 25
+
+
 async def test_a_cancelled_watch_stops_and_sends_nothing(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:

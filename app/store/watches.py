@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Row, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import events as webhook_events
@@ -103,80 +104,122 @@ _EVENT_COLUMNS = [
 ]
 
 
-async def register(
-    engine: AsyncEngine,
-    *,
-    client_id: str,
-    task_id: str,
-    callback_url: str,
-    metadata: Any,
-    expires_after: float,
-    event_types: list[str] | None = None,
-    poll_interval: float | None = None,
-    upstream_api_key_encrypted: str | None = None,
-) -> tuple[Watch, bool]:
-    """Create a watch, or return the live one for the same task and callback (`created` False).
+class Registrations:
+    """Writes new watches, letting registrations that arrive together share one statement.
 
-    The unique index decides, not a prior read, so two racing registrations still yield one watch.
-    The watch ends with `watch.expired` if its task has not ended `expires_after` seconds from now.
+    Each registration is its own transaction otherwise, and with SQLite's single writer those
+    transactions queue one behind another. Registrations that arrive while a write is under way
+    wait for it, then all go in one `INSERT … ON CONFLICT DO NOTHING`: one round trip and one
+    commit for the lot. The unique index on live registrations decides duplicates, so two racing
+    registrations of the same task and callback, in one batch or not, still yield one watch.
     """
-    now = datetime.now(UTC)
-    watch = Watch(
-        id=new_id("wat"),
-        task_id=task_id,
-        callback_url=callback_url,
-        metadata=metadata,
-        events=event_types or list(webhook_events.DEFAULT_SUBSCRIPTION),
-        state=WatchState.ACTIVE,
-        task_status=None,
-        upstream_status=None,
-        progress=None,
-        poll_count=0,
-        last_polled_at=None,
-        last_poll_error=None,
-        poll_interval=poll_interval,
-        deadline_at=now + timedelta(seconds=expires_after),
-        created_at=now,
-        updated_at=now,
-        event=None,
-    )
-    try:
-        async with engine.begin() as conn:
-            await conn.execute(
-                insert(watches).values(
-                    id=watch.id,
-                    client_id=client_id,
-                    task_id=task_id,
-                    callback_url=callback_url,
-                    metadata=metadata,
-                    event_types=event_types,
-                    state=watch.state,
-                    poll_count=0,
-                    next_poll_at=now,
-                    poll_interval=poll_interval,
-                    deadline_at=watch.deadline_at,
-                    upstream_api_key_encrypted=upstream_api_key_encrypted,
-                    created_at=now,
-                    updated_at=now,
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def register(
+        self,
+        *,
+        client_id: str,
+        task_id: str,
+        callback_url: str,
+        metadata: Any,
+        expires_after: float,
+        event_types: list[str] | None = None,
+        poll_interval: float | None = None,
+        upstream_api_key_encrypted: str | None = None,
+    ) -> tuple[Watch, bool]:
+        """Create a watch, or return the live one for the same task and callback (`created`
+        False). The watch ends with `watch.expired` if its task has not ended `expires_after`
+        seconds from now."""
+        now = datetime.now(UTC)
+        watch = Watch(
+            id=new_id("wat"),
+            task_id=task_id,
+            callback_url=callback_url,
+            metadata=metadata,
+            events=event_types or list(webhook_events.DEFAULT_SUBSCRIPTION),
+            state=WatchState.ACTIVE,
+            task_status=None,
+            upstream_status=None,
+            progress=None,
+            poll_count=0,
+            last_polled_at=None,
+            last_poll_error=None,
+            poll_interval=poll_interval,
+            deadline_at=now + timedelta(seconds=expires_after),
+            created_at=now,
+            updated_at=now,
+            event=None,
+        )
+        row = {
+            "id": watch.id,
+            "client_id": client_id,
+            "task_id": task_id,
+            "callback_url": callback_url,
+            "metadata": metadata,
+            "event_types": event_types,
+            "state": watch.state,
+            "poll_count": 0,
+            "next_poll_at": now,
+            "poll_interval": poll_interval,
+            "deadline_at": watch.deadline_at,
+            "upstream_api_key_encrypted": upstream_api_key_encrypted,
+            "created_at": now,
+            "updated_at": now,
+        }
+        if await self._insert(row):
+            return watch, True  # as written: reading it back would only cost a round trip
+        async with self._engine.connect() as conn:
+            existing = (
+                await conn.execute(
+                    select(*_WATCH_COLUMNS).where(
+                        watches.c.client_id == client_id,
+                        watches.c.task_id == task_id,
+                        watches.c.callback_url == callback_url,
+                        watches.c.state != WatchState.CANCELLED,
+                    )
                 )
-            )
-    except IntegrityError:
-        pass
-    else:
-        return watch, True  # as written: reading it back would only cost a round trip
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(*_WATCH_COLUMNS).where(
-                    watches.c.client_id == client_id,
-                    watches.c.task_id == task_id,
-                    watches.c.callback_url == callback_url,
-                    watches.c.state != WatchState.CANCELLED,
-                )
-            )
-        ).one()
-        found = await _with_events(conn, [row])
-    return found[0], False
+            ).one()
+            found = await _with_events(conn, [existing])
+        return found[0], False
+
+    async def _insert(self, row: dict[str, Any]) -> bool:
+        """Whether the row went in (False: a live watch for its task and callback exists)."""
+        inserted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiting.append((row, inserted))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_waiting())
+        return await inserted
+
+    async def _write_waiting(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    ids = await self._write([row for row, _ in batch])
+                except Exception as exc:
+                    for _, inserted in batch:
+                        if not inserted.done():
+                            inserted.set_exception(exc)
+                    continue
+                for row, inserted in batch:
+                    if not inserted.done():
+                        inserted.set_result(row["id"] in ids)
+        finally:
+            self._writer = None
+
+    async def _write(self, rows: list[dict[str, Any]]) -> set[str]:
+        insert_ = (
+            postgresql.insert(watches)
+            if self._engine.dialect.name == "postgresql"
+            else sqlite.insert(watches)
+        )
+        statement = insert_.on_conflict_do_nothing().returning(watches.c.id)
+        async with self._engine.begin() as conn:
+            return set((await conn.execute(statement, rows)).scalars())
 
 
 async def get(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:

@@ -81,8 +81,7 @@ async def register_watch(
         stored = await idempotency.find(relay.engine, client_id=client.id, key=idempotency_key)
         if stored is not None:
             return _replay(stored, request_hash)
-    watch, created = await watches.register(
-        relay.engine,
+    watch, created = await relay.registrations.register(
         client_id=client.id,
         task_id=body.task_id,
         callback_url=body.callback_url,
