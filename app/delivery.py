@@ -17,6 +17,7 @@ from app import callbacks
 from app.metrics import Metrics
 from app.signing import signature_headers
 from app.store import claims
+from app.store.batching import Batcher
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ class Deliverer:
         self._on_slot_free = on_slot_free
         self._in_flight: set[asyncio.Task[None]] = set()
         self._backlog = False
+        self._recorder: Batcher[claims.Outcome, None] = Batcher(
+            lambda outcomes: claims.record_attempts(engine, owner=owner, outcomes=outcomes)
+        )
 
     async def run(self) -> None:
         """Fill the free delivery slots with due events."""
@@ -94,9 +98,7 @@ class Deliverer:
         if outcome == "dead":
             log.warning("giving up on event %s after %d attempts", event.id, event.attempts + 1)
         try:
-            await claims.record_attempt(
-                self._engine, owner=self._owner, event=event, result=result, retry_at=retry_at
-            )
+            await self._recorder.submit(claims.Outcome(event, result, retry_at))
         except Exception:
             # The lease will lapse and the event be delivered again: at least once, never lost.
             log.exception("could not record the delivery of event %s", event.id)

@@ -411,60 +411,106 @@ async def claim_due_events(
     ]
 
 
-async def record_attempt(
-    engine: AsyncEngine,
-    *,
-    owner: str,
-    event: DueEvent,
-    result: AttemptResult,
-    retry_at: datetime | None,
-) -> None:
-    """Log the attempt and move the event on: delivered, due again at `retry_at`, or dead.
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One delivery attempt and what follows: delivered, due again at `retry_at`, or dead."""
 
-    Only the final event moves its watch to `completed` or `failed`.
+    event: DueEvent
+    result: AttemptResult
+    retry_at: datetime | None
+
+    @property
+    def event_state(self) -> EventState:
+        if self.result.delivered:
+            return EventState.DELIVERED
+        return EventState.FAILED if self.retry_at is None else EventState.PENDING
+
+    @property
+    def watch_state(self) -> WatchState | None:
+        """Only the final event, once delivered or dead, moves its watch to its end."""
+        if not self.event.terminal or self.event_state is EventState.PENDING:
+            return None
+        return WatchState.COMPLETED if self.result.delivered else WatchState.FAILED
+
+
+async def record_attempts(
+    engine: AsyncEngine, *, owner: str, outcomes: Sequence[Outcome]
+) -> list[None]:
+    """Log a batch of attempts and move their events and watches on, in one transaction.
+
+    An event is moved only while we still hold it and it is pending (a cancel wins); its watch
+    follows only if the event really reached the state that ends it.
     """
-    if result.delivered:
-        event_state, watch_state = EventState.DELIVERED, WatchState.COMPLETED
-    elif retry_at is None:
-        event_state, watch_state = EventState.FAILED, WatchState.FAILED
-    else:
-        event_state, watch_state = EventState.PENDING, None
+    now = datetime.now(UTC)
+    ending = [o for o in outcomes if o.watch_state is not None]
     async with engine.begin() as conn:
         await conn.execute(
-            insert(attempts).values(
-                event_id=event.id,
-                attempted_at=result.attempted_at,
-                duration_ms=result.duration_ms,
-                status_code=result.status_code,
-                error=result.error,
-                response_excerpt=result.response_excerpt,
-                next_attempt_at=retry_at,
-            )
+            insert(attempts),
+            [
+                {
+                    "event_id": o.event.id,
+                    "attempted_at": o.result.attempted_at,
+                    "duration_ms": o.result.duration_ms,
+                    "status_code": o.result.status_code,
+                    "error": o.result.error,
+                    "response_excerpt": o.result.response_excerpt,
+                    "next_attempt_at": o.retry_at,
+                }
+                for o in outcomes
+            ],
         )
-        changed = await conn.execute(
+        await conn.execute(
             update(events)
             .where(
-                events.c.id == event.id,
+                events.c.id == bindparam("b_id"),
                 events.c.lease_owner == owner,
                 events.c.state == EventState.PENDING,
             )
             .values(
-                state=event_state,
+                state=bindparam("b_state"),
                 attempts=events.c.attempts + 1,
-                next_attempt_at=retry_at,
+                next_attempt_at=bindparam("b_retry_at"),
                 lease_owner=None,
                 lease_expires_at=None,
-                last_status_code=result.status_code,
-                last_error=result.error,
-                delivered_at=result.attempted_at if result.delivered else None,
-            )
+                last_status_code=bindparam("b_status_code"),
+                last_error=bindparam("b_error"),
+                delivered_at=bindparam("b_delivered_at"),
+            ),
+            [
+                {
+                    "b_id": o.event.id,
+                    "b_state": o.event_state,
+                    "b_retry_at": o.retry_at,
+                    "b_status_code": o.result.status_code,
+                    "b_error": o.result.error,
+                    "b_delivered_at": o.result.attempted_at if o.result.delivered else None,
+                }
+                for o in outcomes
+            ],
         )
-        if changed.rowcount == 1 and watch_state is not None and event.terminal:
+        if ending:
             await conn.execute(
                 update(watches)
-                .where(watches.c.id == event.watch_id, watches.c.state == WatchState.NOTIFYING)
-                .values(state=watch_state, updated_at=datetime.now(UTC))
+                .where(
+                    watches.c.id == bindparam("b_watch_id"),
+                    watches.c.state == WatchState.NOTIFYING,
+                    exists().where(
+                        events.c.id == bindparam("b_event_id"),
+                        events.c.state == bindparam("b_event_state"),
+                    ),
+                )
+                .values(state=bindparam("b_watch_state"), updated_at=now),
+                [
+                    {
+                        "b_watch_id": o.event.watch_id,
+                        "b_event_id": o.event.id,
+                        "b_event_state": o.event_state,
+                        "b_watch_state": o.watch_state,
+                    }
+                    for o in ending
+                ],
             )
+    return [None] * len(outcomes)
 
 
 async def release_leases(engine: AsyncEngine, *, owner: str) -> None:

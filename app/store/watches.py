@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from app import events as webhook_events
 from app.ids import new_id
 from app.states import EventState, WatchState
+from app.store.batching import Batcher
 from app.store.tables import attempts, events, watches
 
 _LIVE = (WatchState.ACTIVE, WatchState.NOTIFYING)
@@ -105,19 +105,16 @@ _EVENT_COLUMNS = [
 
 
 class Registrations:
-    """Writes new watches, letting registrations that arrive together share one statement.
+    """Writes new watches; registrations that arrive together share one statement (group commit).
 
-    Each registration is its own transaction otherwise, and with SQLite's single writer those
-    transactions queue one behind another. Registrations that arrive while a write is under way
-    wait for it, then all go in one `INSERT … ON CONFLICT DO NOTHING`: one round trip and one
-    commit for the lot. The unique index on live registrations decides duplicates, so two racing
-    registrations of the same task and callback, in one batch or not, still yield one watch.
+    They go in as one `INSERT … ON CONFLICT DO NOTHING`: the unique index on live registrations
+    decides duplicates, so two racing registrations of the same task and callback, in one batch or
+    not, still yield one watch.
     """
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._waiting: list[tuple[dict[str, Any], asyncio.Future[bool]]] = []
-        self._writer: asyncio.Task[None] | None = None
+        self._batcher: Batcher[dict[str, Any], bool] = Batcher(self._write)
 
     async def register(
         self,
@@ -170,7 +167,7 @@ class Registrations:
             "created_at": now,
             "updated_at": now,
         }
-        if await self._insert(row):
+        if await self._batcher.submit(row):
             return watch, True  # as written: reading it back would only cost a round trip
         async with self._engine.connect() as conn:
             existing = (
@@ -186,32 +183,8 @@ class Registrations:
             found = await _with_events(conn, [existing])
         return found[0], False
 
-    async def _insert(self, row: dict[str, Any]) -> bool:
-        """Whether the row went in (False: a live watch for its task and callback exists)."""
-        inserted: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._waiting.append((row, inserted))
-        if self._writer is None:
-            self._writer = asyncio.create_task(self._write_waiting())
-        return await inserted
-
-    async def _write_waiting(self) -> None:
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    ids = await self._write([row for row, _ in batch])
-                except Exception as exc:
-                    for _, inserted in batch:
-                        if not inserted.done():
-                            inserted.set_exception(exc)
-                    continue
-                for row, inserted in batch:
-                    if not inserted.done():
-                        inserted.set_result(row["id"] in ids)
-        finally:
-            self._writer = None
-
-    async def _write(self, rows: list[dict[str, Any]]) -> set[str]:
+    async def _write(self, rows: Sequence[dict[str, Any]]) -> list[bool]:
+        """Which rows went in (False: a live watch for the same task and callback exists)."""
         insert_ = (
             postgresql.insert(watches)
             if self._engine.dialect.name == "postgresql"
@@ -219,7 +192,8 @@ class Registrations:
         )
         statement = insert_.on_conflict_do_nothing().returning(watches.c.id)
         async with self._engine.begin() as conn:
-            return set((await conn.execute(statement, rows)).scalars())
+            inserted = set((await conn.execute(statement, list(rows))).scalars())
+        return [row["id"] in inserted for row in rows]
 
 
 async def get(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
