@@ -27,9 +27,12 @@ async def test_a_lone_write_goes_at_once_and_the_rest_queue_for_the_next() -> No
     writes = Writes()
     batcher: Batcher[int, int] = Batcher(writes)
 
-    results = await asyncio.gather(*(batcher.submit(n) for n in range(5)))
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.005)  # the first write is under way
+    rest = await asyncio.gather(*(batcher.submit(n) for n in range(1, 5)))
 
-    assert results == [0, 10, 20, 30, 40]
+    assert await first == 0
+    assert rest == [10, 20, 30, 40]
     assert writes.batches == [[0], [1, 2, 3, 4]]
 
 
@@ -37,11 +40,13 @@ async def test_a_failed_write_fails_its_batch_only() -> None:
     writes = Writes(fail_on=2)
     batcher: Batcher[int, int] = Batcher(writes)
 
-    first = await asyncio.gather(*(batcher.submit(n) for n in range(4)), return_exceptions=True)
+    first = asyncio.create_task(batcher.submit(0))
+    await asyncio.sleep(0.005)
+    failed = await asyncio.gather(*(batcher.submit(n) for n in (1, 2, 3)), return_exceptions=True)
     later = await batcher.submit(7)
 
-    assert first[0] == 0
-    assert all(isinstance(r, RuntimeError) for r in first[1:])
+    assert await first == 0
+    assert all(isinstance(r, RuntimeError) for r in failed)
     assert later == 70
 
 
