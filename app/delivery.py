@@ -32,7 +32,8 @@ MAX_RETRY_AFTER = 24 * 3600.0
 
 
 class Deliverer:
-    """Keeps up to `concurrency` deliveries in flight, each recorded as soon as it ends.
+    """Keeps up to `concurrency` deliveries in flight, each recorded as it ends (together with
+    those that end meanwhile: one transaction for the lot).
 
     Deliveries run as independent tasks rather than in batches, so one slow receiver holds one
     slot, not everyone's turn.
