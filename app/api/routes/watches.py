@@ -76,9 +76,15 @@ async def register_watch(
                 "RELAY_ENCRYPTION_KEY",
             )
         encrypted_key = key_box.encrypt(body.upstream_api_key)
-    request_hash = hashlib.sha256(body.model_dump_json().encode()).hexdigest()
-    if idempotency_key is not None:
-        stored = await idempotency.find(relay.engine, client_id=client.id, key=idempotency_key)
+    # Only a request that can be replayed needs its fingerprint.
+    replayable = (
+        (idempotency_key, hashlib.sha256(body.model_dump_json().encode()).hexdigest())
+        if idempotency_key is not None
+        else None
+    )
+    if replayable is not None:
+        key, request_hash = replayable
+        stored = await idempotency.find(relay.engine, client_id=client.id, key=key)
         if stored is not None:
             return _replay(stored, request_hash)
     watch, created = await relay.registrations.register(
@@ -95,11 +101,12 @@ async def register_watch(
         relay.poll_now()
     status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     out = WatchOut.model_validate(watch)
-    if idempotency_key is not None:
+    if replayable is not None:
+        key, request_hash = replayable
         stored = await idempotency.save(
             relay.engine,
             client_id=client.id,
-            key=idempotency_key,
+            key=key,
             response=idempotency.StoredResponse(request_hash, status_code, out.model_dump_json()),
         )
         return _replay(stored, request_hash)
