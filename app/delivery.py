@@ -18,12 +18,12 @@ from app.metrics import Metrics
 from app.signing import signature_headers
 from app.store import claims
 from app.store.batching import Batcher
+from app.transport import USER_AGENT
 
 log = logging.getLogger(__name__)
 
 #: How much of a receiver's answer is kept in the attempt log.
 EXCERPT_BYTES = 1024
-USER_AGENT = "video-webhook-relay"
 #: The Standard Webhooks way for a receiver to say "never send this again".
 GONE = 410
 #: A receiver's `Retry-After` is obeyed within these bounds, in seconds.

@@ -27,8 +27,8 @@ class ServedAddress:
     def __init__(self) -> None:
         self.origin: tuple[str, str, int] | None = None
 
-    async def point_here(self, request: httpx.Request) -> None:
-        """httpx request hook: sends an upstream request to this very relay."""
+    def point_here(self, request: httpx.Request) -> None:
+        """Sends an upstream request to this very relay."""
         if self.origin is None:
             raise httpx.ConnectError(
                 "the relay's own address is learned from its first request; none has come yet",
@@ -38,6 +38,21 @@ class ServedAddress:
         request.url = request.url.copy_with(scheme=scheme, host=host, port=port)
         # The simulator builds its result links from Host, so they must name the relay too.
         request.headers["Host"] = request.url.netloc.decode("ascii")
+
+
+class ToServedAddress(httpx.AsyncBaseTransport):
+    """A transport that sends every request to this relay, over the transport it wraps."""
+
+    def __init__(self, transport: httpx.AsyncBaseTransport, address: ServedAddress) -> None:
+        self._transport = transport
+        self._address = address
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        self._address.point_here(request)
+        return await self._transport.handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._transport.aclose()
 
 
 class LearnServedAddress:

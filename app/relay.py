@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import httpx
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -68,12 +69,12 @@ async def running(
     metrics = Metrics()
     ticker = Ticker(interval=settings.tick_interval)
     upstream_key = settings.nebula_api_key
-    upstream_http = transport.create_client(
-        timeout=settings.upstream_timeout, max_connections=settings.poll_concurrency
+    upstream_transport: httpx.AsyncBaseTransport = transport.create_transport(
+        max_connections=settings.poll_concurrency
     )
     upstream_base_url = settings.nebula_base_url
     if served is not None:
-        upstream_http.event_hooks = {"request": [served.point_here]}
+        upstream_transport = own_simulator.ToServedAddress(upstream_transport, served)
         upstream_base_url = own_simulator.BASE_URL
         upstream_key = upstream_key or SecretStr(own_simulator.API_KEY)
     delivery_http = transport.create_client(
@@ -94,9 +95,10 @@ async def running(
     poller = Poller(
         engine=engine,
         upstream=UpstreamClient(
-            upstream_http,
+            upstream_transport,
             base_url=upstream_base_url,
             api_key=upstream_key.get_secret_value() if upstream_key else None,
+            timeout=settings.upstream_timeout,
         ),
         owner=owner,
         policy=PollPolicy(
@@ -131,7 +133,7 @@ async def running(
         await ticker.stop(settings.shutdown_grace)
         await deliverer.drain(settings.shutdown_grace)
         await claims.release_leases(engine, owner=owner)
-        await upstream_http.aclose()
+        await upstream_transport.aclose()
         await delivery_http.aclose()
         await engine.dispose()
 

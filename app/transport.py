@@ -1,56 +1,158 @@
 """The one place that decides what carries the relay's outgoing HTTP.
 
-Everything else talks to `httpx.AsyncClient`. Underneath, requests travel over aiohttp
-(`httpx-aiohttp`): at the concurrency the poller runs, httpx's own connection pool spends most of
-the relay's CPU on bookkeeping that grows with the queue (`python -m bench` prints both client
+Everything else speaks httpx: `httpx.Request`, `httpx.Response`, httpx's exceptions, and an
+`httpx.AsyncClient` where a full client is wanted. Underneath, requests travel over aiohttp. At the
+concurrency the poller runs, httpx's own connection pool spends most of the relay's CPU on
+bookkeeping that grows with the queue, and the generic `httpx-aiohttp` adapter converts headers
+and URLs at a cost the relay pays two thousand times a second (`python -m bench` prints the client
 loops side by side). Swapping the transport again is a change to this module alone.
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+
 import aiohttp
 import httpx
-from httpx_aiohttp import AiohttpTransport
+import yarl
+
+#: How the relay names itself to the upstream and to receivers.
+USER_AGENT = "video-webhook-relay"
 
 
-def create_client(
-    *, timeout: float, max_connections: int, headers: dict[str, str] | None = None
-) -> httpx.AsyncClient:
-    """A long-lived client with its own pool, one per destination kind (upstream, receivers).
+def create_transport(*, max_connections: int) -> AiohttpTransport:
+    """A long-lived connection pool, one per destination kind (upstream, receivers)."""
+    return AiohttpTransport(max_connections=max_connections)
 
-    Redirects are never followed: a 3xx from a receiver is a failed delivery, and the upstream
-    has no reason to redirect an API call. Proxy variables are not read: the relay calls
-    receivers and the upstream directly.
+
+def create_client(*, timeout: float, max_connections: int) -> httpx.AsyncClient:
+    """A full httpx client over the relay's transport.
+
+    Redirects are never followed: a 3xx from a receiver is a failed delivery. Proxy variables are
+    not read: the relay calls receivers and the upstream directly.
     """
-    limits = httpx.Limits(
-        max_connections=max_connections, max_keepalive_connections=max_connections
-    )
     return httpx.AsyncClient(
-        transport=_Transport(limits=limits, trust_env=False),
+        transport=create_transport(max_connections=max_connections),
         timeout=httpx.Timeout(timeout),
-        headers=headers,
         follow_redirects=False,
         trust_env=False,
     )
 
 
-class _Transport(AiohttpTransport):
-    """Corrects how connection failures surface.
+def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
+    """The `extensions` of an `httpx.Request` sent to the transport without a client, which is
+    where a client would put its timeout."""
+    return {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), seconds)}
 
-    httpx-aiohttp 0.2 maps every `aiohttp.ClientConnectionError` to `httpx.ConnectTimeout`, so a
-    refused connection or a dropped one would read as a timeout. The relay tells them apart (in
-    the attempt log, in the poll errors), so they are raised as httpx names them.
+
+class AiohttpTransport(httpx.AsyncBaseTransport):
+    """Sends an `httpx.Request` exactly as httpx built it, over an aiohttp connection pool.
+
+    aiohttp adds none of its own headers, keeps no cookies and does not decompress: headers,
+    cookies and content decoding stay httpx's business, so a request and its response behave the
+    same as over httpx's own transport. aiohttp's errors are raised as the httpx errors that name
+    the same failure. Request bodies are sent from memory; the relay only sends small JSON.
     """
 
+    def __init__(self, *, max_connections: int) -> None:
+        self._max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _open(self) -> aiohttp.ClientSession:
+        """The session is made on first use, inside the event loop that will run it."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self._max_connections, ssl=httpx.create_ssl_context(trust_env=False)
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
+                auto_decompress=False,
+                trust_env=False,
+            )
+        return self._session
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        try:
-            return await super().handle_async_request(request)
-        except httpx.ConnectTimeout as exc:
-            cause = exc.__cause__
-            if isinstance(cause, aiohttp.ClientConnectorError):
-                raise httpx.ConnectError(str(cause), request=request) from cause
-            if isinstance(cause, aiohttp.ClientConnectionError) and not isinstance(
-                cause, aiohttp.ServerTimeoutError
-            ):
-                raise httpx.RemoteProtocolError(str(cause), request=request) from cause
-            raise
+        session = self._open()
+        timeout = request.extensions.get("timeout", {})
+        body = await request.aread()
+        with _httpx_errors(request):
+            response = await session.request(
+                request.method,
+                # httpx has already percent-encoded the URL; aiohttp must not do it again.
+                yarl.URL(str(request.url), encoded=True),
+                headers=[
+                    (name.decode("latin-1"), value.decode("latin-1"))
+                    for name, value in request.headers.raw
+                ],
+                data=body or None,
+                allow_redirects=False,
+                timeout=_client_timeout(
+                    timeout.get("connect"), timeout.get("read"), timeout.get("pool")
+                ),
+            )
+        return httpx.Response(
+            response.status,
+            headers=response.raw_headers,
+            stream=_ResponseBody(response, request),
+            request=request,
+            extensions={
+                "http_version": b"HTTP/1.1",
+                "reason_phrase": (response.reason or "").encode("latin-1", errors="replace"),
+            },
+        )
+
+    async def aclose(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+class _ResponseBody(httpx.AsyncByteStream):
+    """Streams the body as it arrives; closing it early closes the connection instead of
+    reading a body nobody wants."""
+
+    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
+        self._response = response
+        self._request = request
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors(self._request):
+            async for chunk in self._response.content.iter_any():
+                yield chunk
+
+    async def aclose(self) -> None:
+        self._response.release()
+
+
+@functools.lru_cache(maxsize=32)
+def _client_timeout(
+    connect: float | None, read: float | None, pool: float | None
+) -> aiohttp.ClientTimeout:
+    """httpx's connect and read timeouts are per socket operation, as aiohttp's `sock_*` ones;
+    waiting for a free connection is aiohttp's `connect`."""
+    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+
+
+@contextmanager
+def _httpx_errors(request: httpx.Request) -> Iterator[None]:
+    try:
+        yield
+    except aiohttp.ConnectionTimeoutError as exc:
+        raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
+    except TimeoutError as exc:  # aiohttp.ServerTimeoutError is one
+        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise httpx.ConnectError(str(exc), request=request) from exc
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
+        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
+    except aiohttp.ClientOSError as exc:
+        raise httpx.ReadError(str(exc), request=request) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientResponseError) as exc:
+        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
+    except aiohttp.ClientError as exc:
+        raise httpx.TransportError(str(exc), request=request) from exc

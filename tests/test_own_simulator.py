@@ -155,4 +155,4 @@ async def test_until_its_first_request_the_relay_does_not_know_where_to_poll_its
     request = httpx.Request("GET", f"{own_simulator.BASE_URL}/v1/video/generations/some-task")
 
     with pytest.raises(httpx.ConnectError, match="learned from its first request"):
-        await own_simulator.ServedAddress().point_here(request)
+        own_simulator.ServedAddress().point_here(request)

@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from app.transport import create_client
+from app.transport import create_transport
 from app.upstream.client import UpstreamClient, UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import TaskError, TaskStatus
 from tests.servers import serve
@@ -75,8 +75,8 @@ async def upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
 @pytest.fixture
 async def client(upstream: tuple[FakeUpstream, str]) -> AsyncIterator[UpstreamClient]:
     _, url = upstream
-    async with create_client(timeout=TIMEOUT, max_connections=10) as http:
-        yield UpstreamClient(http, base_url=url, api_key=API_KEY)
+    async with create_transport(max_connections=10) as transport:
+        yield UpstreamClient(transport, base_url=url, api_key=API_KEY, timeout=TIMEOUT)
 
 
 async def fetch_error(client: UpstreamClient, task_id: str = TASK_ID) -> UpstreamError:
@@ -169,8 +169,9 @@ async def test_without_a_key_no_authorization_is_sent(upstream: tuple[FakeUpstre
     fake, url = upstream
     fake.answer(200, {"status": "queued"})
 
-    async with create_client(timeout=TIMEOUT, max_connections=10) as http:
-        await UpstreamClient(http, base_url=url + "/", api_key=None).fetch(TASK_ID)
+    async with create_transport(max_connections=10) as transport:
+        client = UpstreamClient(transport, base_url=url + "/", api_key=None, timeout=TIMEOUT)
+        await client.fetch(TASK_ID)
 
     [request] = fake.seen
     assert "authorization" not in request.headers
@@ -325,8 +326,10 @@ async def test_an_upstream_that_is_not_listening_is_a_connection_error() -> None
         port = probe.getsockname()[1]
     # The port was free a moment ago and nothing listens on it now.
 
-    async with create_client(timeout=TIMEOUT, max_connections=10) as http:
-        client = UpstreamClient(http, base_url=f"http://127.0.0.1:{port}", api_key=API_KEY)
+    async with create_transport(max_connections=10) as transport:
+        client = UpstreamClient(
+            transport, base_url=f"http://127.0.0.1:{port}", api_key=API_KEY, timeout=TIMEOUT
+        )
         error = await fetch_error(client)
 
     assert error.kind is UpstreamErrorKind.CONNECTION

@@ -1,0 +1,213 @@
+"""The relay's HTTP transport sends what httpx built and fails the way httpx names failures."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gzip
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from app.transport import create_client, create_transport, timeout_extension
+from tests.servers import free_port, serve
+
+TIMEOUT = 0.5
+
+
+async def _echo(request: Request) -> Response:
+    return JSONResponse(
+        {
+            "method": request.method,
+            "raw_path": request.scope["raw_path"].decode(),
+            "query": request.scope["query_string"].decode(),
+            "headers": [[name.decode(), value.decode()] for name, value in request.headers.raw],
+            "body": (await request.body()).decode(),
+        }
+    )
+
+
+async def _gzipped(request: Request) -> Response:
+    return Response(gzip.compress(b"squeezed"), headers={"Content-Encoding": "gzip"})
+
+
+async def _sets_cookie(request: Request) -> Response:
+    return Response("ok", headers={"Set-Cookie": "session=abc; Path=/"})
+
+
+async def _redirect(request: Request) -> Response:
+    return Response(status_code=302, headers={"Location": "/elsewhere"})
+
+
+async def _endless(request: Request) -> Response:
+    async def chunks() -> AsyncIterator[bytes]:
+        while True:
+            yield b"x" * 1024
+            await asyncio.sleep(0.01)
+
+    return StreamingResponse(chunks())
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[str]:
+    app = Starlette(
+        routes=[
+            Route("/gzipped", _gzipped),
+            Route("/cookie", _sets_cookie),
+            Route("/redirect", _redirect),
+            Route("/endless", _endless),
+            Route("/{path:path}", _echo, methods=["GET", "POST"]),
+        ]
+    )
+    async with serve(app) as url:
+        yield url
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[httpx.AsyncClient]:
+    async with create_client(timeout=TIMEOUT, max_connections=4) as http:
+        yield http
+
+
+async def _send(request: httpx.Request) -> httpx.Response:
+    """One request over a fresh transport, without a client in between."""
+    request.extensions = timeout_extension(TIMEOUT)
+    async with create_transport(max_connections=4) as transport:
+        response = await transport.handle_async_request(request)
+        await response.aread()
+        return response
+
+
+async def test_the_request_httpx_built_is_sent_with_no_header_added(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    request = client.build_request(
+        "POST", f"{server}/hook?a=1", content=b'{"n":1}', headers={"X-Trace": "t-1"}
+    )
+
+    seen = (await client.send(request)).json()
+
+    assert seen["method"] == "POST"
+    assert seen["query"] == "a=1"
+    assert seen["body"] == '{"n":1}'
+    sent = [(name.decode().lower(), value.decode()) for name, value in request.headers.raw]
+    assert sorted((name.lower(), value) for name, value in seen["headers"]) == sorted(sent)
+
+
+async def test_a_percent_encoded_path_arrives_as_encoded(server: str) -> None:
+    response = await _send(httpx.Request("GET", f"{server}/tasks/a%2Fb%20c%25"))
+
+    assert response.json()["raw_path"] == "/tasks/a%2Fb%20c%25"
+
+
+async def test_a_compressed_answer_is_decoded_as_httpx_would(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    response = await client.get(f"{server}/gzipped")
+
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.content == b"squeezed"
+
+
+async def test_the_transport_keeps_no_cookies(server: str) -> None:
+    async with create_transport(max_connections=4) as transport:
+        extensions = timeout_extension(TIMEOUT)
+        first = await transport.handle_async_request(
+            httpx.Request("GET", f"{server}/cookie", extensions=extensions)
+        )
+        await first.aread()
+        second = await transport.handle_async_request(
+            httpx.Request("GET", f"{server}/echo", extensions=extensions)
+        )
+        await second.aread()
+
+    assert "set-cookie" in first.headers
+    assert "cookie" not in {name.lower() for name, _ in second.json()["headers"]}
+
+
+async def test_a_redirect_is_returned_not_followed(server: str, client: httpx.AsyncClient) -> None:
+    response = await client.get(f"{server}/redirect")
+
+    assert response.status_code == 302
+    assert response.headers["location"] == "/elsewhere"
+
+
+async def test_a_body_left_unread_does_not_hold_its_connection(
+    server: str, client: httpx.AsyncClient
+) -> None:
+    for _ in range(3):  # more than the pool would hold if early closes kept connections busy
+        async with client.stream("GET", f"{server}/endless") as response:
+            async for chunk in response.aiter_bytes():
+                assert chunk
+                break
+
+    assert (await client.get(f"{server}/echo")).status_code == 200
+
+
+async def test_a_refused_connection_is_a_connect_error() -> None:
+    with pytest.raises(httpx.ConnectError):
+        await _send(httpx.Request("GET", f"http://127.0.0.1:{free_port()}/"))
+
+
+async def test_a_scheme_it_cannot_send_is_an_unsupported_protocol() -> None:
+    with pytest.raises(httpx.UnsupportedProtocol):
+        await _send(httpx.Request("GET", "ftp://127.0.0.1/file"))
+
+
+Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def _misbehaving(peer: Peer) -> AsyncIterator[str]:
+    """A raw TCP server that reads a request, then answers as `peer` does."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        await peer(reader, writer)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    async with server:
+        port = server.sockets[0].getsockname()[1]
+        yield f"http://127.0.0.1:{port}/"
+
+
+async def _silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    await asyncio.sleep(TIMEOUT * 4)
+
+
+async def _hangs_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    pass
+
+
+async def _cuts_the_body_short(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly ten..")
+    await writer.drain()
+
+
+async def _not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    writer.write(b"SSH-2.0-OpenSSH_9.6\r\n\r\n")
+    await writer.drain()
+
+
+@pytest.mark.parametrize(
+    ("peer", "error"),
+    [
+        (_silent, httpx.ReadTimeout),
+        (_hangs_up, httpx.RemoteProtocolError),
+        (_cuts_the_body_short, httpx.ReadError),
+        (_not_http, httpx.RemoteProtocolError),
+    ],
+    ids=["no answer in time", "hangs up", "body cut short", "not HTTP"],
+)
+async def test_a_failing_peer_raises_the_httpx_error_for_it(
+    peer: Peer, error: type[httpx.TransportError]
+) -> None:
+    async with _misbehaving(peer) as url:
+        with pytest.raises(error):
+            await _send(httpx.Request("GET", url))
