@@ -18,7 +18,7 @@ from app.metrics import Metrics
 from app.signing import signature_headers
 from app.store import claims
 from app.store.batching import Batcher
-from app.transport import USER_AGENT
+from app.transport import USER_AGENT, timeout_extension
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,8 @@ class Deliverer:
         self,
         *,
         engine: AsyncEngine,
-        http: httpx.AsyncClient,
+        transport: httpx.AsyncBaseTransport,
+        timeout: float,
         owner: str,
         lease: float,
         retry_schedule: Sequence[float],
@@ -57,7 +58,8 @@ class Deliverer:
         on_slot_free: Callable[[], None],
     ) -> None:
         self._engine = engine
-        self._http = http
+        self._transport = transport
+        self._extensions = timeout_extension(timeout)
         self._owner = owner
         self._lease = lease
         self._schedule = tuple(retry_schedule)
@@ -139,13 +141,21 @@ class Deliverer:
         try:
             if not self._allow_private:
                 await callbacks.ensure_public(event.callback_url)
-            async with self._http.stream(
-                "POST", event.callback_url, content=event.payload.encode(), headers=headers
-            ) as response:
+            request = httpx.Request(
+                "POST",
+                event.callback_url,
+                content=event.payload.encode(),
+                headers=headers,
+                extensions=self._extensions,
+            )
+            response = await self._transport.handle_async_request(request)
+            try:
                 status_code = response.status_code
                 excerpt = await _read_excerpt(response)
                 if status_code in (429, 503):
                     retry_after = _retry_after(response.headers.get("retry-after"), at)
+            finally:
+                await response.aclose()
         except callbacks.CallbackRefused as exc:
             error = f"refused: {exc}"
         except httpx.TimeoutException:

@@ -77,12 +77,11 @@ async def running(
         upstream_transport = own_simulator.ToServedAddress(upstream_transport, served)
         upstream_base_url = own_simulator.BASE_URL
         upstream_key = upstream_key or SecretStr(own_simulator.API_KEY)
-    delivery_http = transport.create_client(
-        timeout=settings.delivery_timeout, max_connections=settings.delivery_concurrency
-    )
+    delivery_transport = transport.create_transport(max_connections=settings.delivery_concurrency)
     deliverer = Deliverer(
         engine=engine,
-        http=delivery_http,
+        transport=delivery_transport,
+        timeout=settings.delivery_timeout,
         owner=owner,
         lease=settings.delivery_lease,
         retry_schedule=settings.retry_schedule,
@@ -134,7 +133,7 @@ async def running(
         await deliverer.drain(settings.shutdown_grace)
         await claims.release_leases(engine, owner=owner)
         await upstream_transport.aclose()
-        await delivery_http.aclose()
+        await delivery_transport.aclose()
         await engine.dispose()
 
 

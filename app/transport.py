@@ -1,11 +1,18 @@
 """The one place that decides what carries the relay's outgoing HTTP.
 
-Everything else speaks httpx: `httpx.Request`, `httpx.Response`, httpx's exceptions, and an
-`httpx.AsyncClient` where a full client is wanted. Underneath, requests travel over aiohttp. At the
-concurrency the poller runs, httpx's own connection pool spends most of the relay's CPU on
-bookkeeping that grows with the queue, and the generic `httpx-aiohttp` adapter converts headers
-and URLs at a cost the relay pays two thousand times a second (`python -m bench` prints the client
-loops side by side). Swapping the transport again is a change to this module alone.
+Everything else speaks httpx: it builds an `httpx.Request`, hands it to an httpx transport, and
+reads an `httpx.Response` or catches httpx's exceptions. Underneath, requests travel over
+aiohttp. At the concurrency the poller runs, httpx's own connection pool spends most of the
+relay's CPU on bookkeeping that grows with the queue, and the generic `httpx-aiohttp` adapter
+converts headers and URLs at a cost the relay pays thousands of times a second (`python -m bench`
+prints the client loops side by side). Swapping the transport again is a change to this module
+alone.
+
+The relay's own requests go to the transport without an `httpx.AsyncClient` in between: a poll
+or a webhook needs none of what a client adds (cookies, redirects, auth flows, merged defaults),
+and at two thousand requests a second that layer cost a third of the relay's CPU. Redirects are
+therefore never followed (a 3xx from a receiver is a failed delivery) and no proxy variables are
+read: the relay calls receivers and the upstream directly.
 """
 
 from __future__ import annotations
@@ -27,23 +34,8 @@ def create_transport(*, max_connections: int) -> AiohttpTransport:
     return AiohttpTransport(max_connections=max_connections)
 
 
-def create_client(*, timeout: float, max_connections: int) -> httpx.AsyncClient:
-    """A full httpx client over the relay's transport.
-
-    Redirects are never followed: a 3xx from a receiver is a failed delivery. Proxy variables are
-    not read: the relay calls receivers and the upstream directly.
-    """
-    return httpx.AsyncClient(
-        transport=create_transport(max_connections=max_connections),
-        timeout=httpx.Timeout(timeout),
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
 def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
-    """The `extensions` of an `httpx.Request` sent to the transport without a client, which is
-    where a client would put its timeout."""
+    """The `extensions` of an `httpx.Request`, where a client would put its timeout."""
     return {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), seconds)}
 
 

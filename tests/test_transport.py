@@ -1,4 +1,7 @@
-"""The relay's HTTP transport sends what httpx built and fails the way httpx names failures."""
+"""The relay's HTTP transport sends what httpx built and fails the way httpx names failures.
+
+Some of these use it under an `httpx.AsyncClient`, as any httpx transport can be used.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.transport import create_client, create_transport, timeout_extension
+from app.transport import create_transport, timeout_extension
 from tests.servers import free_port, serve
 
 TIMEOUT = 0.5
@@ -70,7 +73,8 @@ async def server() -> AsyncIterator[str]:
 
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with create_client(timeout=TIMEOUT, max_connections=4) as http:
+    transport = create_transport(max_connections=4)
+    async with httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as http:
         yield http
 
 

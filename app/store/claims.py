@@ -163,10 +163,10 @@ async def record_polls(
     """Write a batch of polls back in one transaction; return the ids of events created.
 
     An ending watch moves to `notifying` and gets its webhook in the outbox in the same
-    transaction, so a crash can never leave one without the other; the conditional update makes
-    that happen once per watch, whoever else holds or held it. A status change that a watch asked
-    to hear about (`task.updated`) is written the same way; polls that make no event are written
-    with one statement per kind for the whole batch.
+    transaction, so a crash can never leave one without the other; both are written only while
+    the watch is still ours and active, so that happens once per watch, whoever else holds or
+    held it. A status change that a watch asked to hear about (`task.updated`) is written the
+    same way. Every kind of write is one statement for the whole batch.
     """
     now = datetime.now(UTC)
     seen: list[PollResult] = []
@@ -192,7 +192,6 @@ async def record_polls(
         "lease_expires_at": None,
         "updated_at": now,
     }
-    created: list[str] = []
     async with engine.begin() as conn:
         if seen:
             await conn.execute(
@@ -249,28 +248,63 @@ async def record_polls(
                     for r in failed
                 ],
             )
-        for result in (*updates, *ending):
-            new_id = await _write_event(conn, mine, release, result, now)
-            if new_id is not None:
-                created.append(new_id)
+        created = await _write_events(conn, owner, mine, release, [*updates, *ending], now)
     return created
 
 
-async def _write_event(
+async def _write_events(
     conn: AsyncConnection,
+    owner: str,
     mine: tuple[ColumnElement[bool], ...],
     release: dict[str, Any],
-    result: PollResult,
+    results: Sequence[PollResult],
     now: datetime,
-) -> str | None:
-    """Move one watch on and put the webhook that tells of it in the outbox.
+) -> list[str]:
+    """Move watches on and put the webhooks that tell of it in the outbox, a batch at a time.
 
-    A final result moves the watch to `notifying` with its one final event; a status change the
-    watch asked to hear about keeps it polling and sends a `task.updated`.
+    A final result moves its watch to `notifying` with its one final event; a status change the
+    watch asked to hear about keeps it polling and sends a `task.updated`. The watches still ours
+    are locked first, so that the statements after them (one per kind of change, for the whole
+    batch) cannot be overtaken by a cancellation or a reclaim: an event is written only for a
+    watch that really moved.
     """
+    if not results:
+        return []
+    held = set(
+        (
+            await conn.execute(
+                select(watches.c.id)
+                .where(
+                    watches.c.id.in_([result.watch.id for result in results]),
+                    watches.c.lease_owner == owner,
+                    watches.c.state == WatchState.ACTIVE,
+                )
+                .with_for_update()
+            )
+        ).scalars()
+    )
+    moving = [result for result in results if result.watch.id in held]
+    shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
+    for result in moving:
+        changes = _watch_changes(result, now) | release
+        key = (tuple(changes), result.polled)
+        shapes.setdefault(key, []).append(
+            {"b_id": result.watch.id} | {f"v_{name}": value for name, value in changes.items()}
+        )
+    for (names, polled), rows in shapes.items():
+        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+        if polled:
+            values["poll_count"] = watches.c.poll_count + 1
+        await conn.execute(update(watches).where(*mine).values(values), rows)
+    new_events = [_event_row(result, now) for result in moving]
+    if new_events:
+        await conn.execute(insert(events), new_events)
+    return [row["id"] for row in new_events]
+
+
+def _watch_changes(result: PollResult, now: datetime) -> dict[str, Any]:
     watch, snapshot = result.watch, result.snapshot
-    seq = watch.event_seq + 1
-    changes: dict[str, Any] = {"event_seq": seq, **release}
+    changes: dict[str, Any] = {"event_seq": watch.event_seq + 1}
     if result.final:
         changes |= {"state": WatchState.NOTIFYING, "next_poll_at": None}
     else:
@@ -281,20 +315,21 @@ async def _write_event(
             "consecutive_refusals": 0,
         }
     if result.polled:
-        changes |= {
-            "last_poll_error": result.error,
-            "poll_count": watches.c.poll_count + 1,
-            "last_polled_at": now,
-        }
+        changes |= {"last_poll_error": result.error, "last_polled_at": now}
     if snapshot is not None:
         changes |= {
             "task_status": snapshot.status.value,
             "upstream_status": snapshot.upstream_status[:64],
             "progress": snapshot.progress,
         }
-    changed = await conn.execute(update(watches).where(*mine).values(changes), {"b_id": watch.id})
-    if changed.rowcount != 1:
-        return None
+    return changes
+
+
+def _event_row(result: PollResult, now: datetime) -> dict[str, Any]:
+    """The outbox row of the webhook that tells of `result`; its id is derived, not drawn, so
+    writing it twice is impossible."""
+    watch, snapshot = result.watch, result.snapshot
+    seq = watch.event_seq + 1
     described = {
         "created_at": now,
         "watch_id": watch.id,
@@ -315,35 +350,20 @@ async def _write_event(
         kind = webhook_events.event_type(snapshot.status)
         new_id = event_id(watch.id, kind if result.final else f"{kind}:{seq}")
         payload = webhook_events.build_payload(event_id=new_id, snapshot=snapshot, **described)
-    await _insert_event(conn, watch, new_id, seq, kind, payload, now)
-    return new_id
-
-
-async def _insert_event(
-    conn: AsyncConnection,
-    watch: DueWatch,
-    new_id: str,
-    seq: int,
-    kind: str,
-    payload: str,
-    now: datetime,
-) -> None:
-    await conn.execute(
-        insert(events).values(
-            id=new_id,
-            watch_id=watch.id,
-            client_id=watch.client_id,
-            seq=seq,
-            type=kind,
-            callback_url=watch.callback_url,
-            payload=payload,
-            state=EventState.PENDING,
-            attempts=0,
-            round_start=0,
-            next_attempt_at=now,
-            created_at=now,
-        )
-    )
+    return {
+        "id": new_id,
+        "watch_id": watch.id,
+        "client_id": watch.client_id,
+        "seq": seq,
+        "type": kind,
+        "callback_url": watch.callback_url,
+        "payload": payload,
+        "state": EventState.PENDING,
+        "attempts": 0,
+        "round_start": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 async def claim_due_events(

@@ -51,10 +51,8 @@ class UpstreamError(Exception):
 class UpstreamClient:
     """Queries `GET {base}/v1/video/generations/{task_id}` over one pooled transport.
 
-    Requests go to the transport without an `httpx.AsyncClient` in between: a poll needs none of
-    what a client adds (cookies, redirects, auth flows, merged defaults), and at two thousand polls
-    a second that layer cost a third of the relay's CPU. The headers a client would add by default
-    are set here, once.
+    The transport is used without a client (see `app.transport`), so the headers a client would
+    add by default are set here, once.
 
     :param api_key: the relay's own key, used for every task whose watch brought none.
     """
