@@ -50,15 +50,14 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
 
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
+        self._ssl = httpx.create_ssl_context(trust_env=False)
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         """The session is made on first use, inside the event loop that will run it."""
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(
-                    limit=self._max_connections, ssl=httpx.create_ssl_context(trust_env=False)
-                ),
+                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
                 auto_decompress=False,

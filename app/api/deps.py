@@ -13,7 +13,7 @@ from app.store import clients
 _bearer = HTTPBearer(auto_error=False, description="The client app's API key.")
 
 
-def _relay(request: Request) -> Relay:
+async def _relay(request: Request) -> Relay:
     relay: Relay = request.app.state.relay
     return relay
 
