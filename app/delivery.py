@@ -69,6 +69,9 @@ class Deliverer:
         self._metrics = metrics
         self._on_slot_free = on_slot_free
         self._in_flight: set[asyncio.Task[None]] = set()
+        # Free slots are refilled a handful at a time: one claim per finished delivery would
+        # spend the database on claims of one event each.
+        self._refill_at = max(1, concurrency // 10)
         self._backlog = False
         self._recorder: Batcher[claims.Outcome, None] = Batcher(
             lambda outcomes: claims.record_attempts(engine, owner=owner, outcomes=outcomes)
@@ -105,7 +108,7 @@ class Deliverer:
         except Exception:
             # The lease will lapse and the event be delivered again: at least once, never lost.
             log.exception("could not record the delivery of event %s", event.id)
-        if self._backlog:
+        if self._backlog and self._concurrency - len(self._in_flight) >= self._refill_at:
             self._on_slot_free()
 
     def _next_attempt(

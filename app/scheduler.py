@@ -49,6 +49,9 @@ class Ticker:
         If it is running already, it runs once more as soon as it ends: the run in progress may
         have looked for work before the new work was committed.
         """
+        if name in self._running:
+            self._again.add(name)  # what `_run` would do, without a task per kick
+            return
         task = asyncio.create_task(self._run(name, self._jobs[name]))
         self._kicks.add(task)
         task.add_done_callback(self._kicks.discard)

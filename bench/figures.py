@@ -98,7 +98,10 @@ def polling(
     as one late poll, so a relay that falls behind cannot look punctual by polling less.
     """
     registered = {r.task_id: r.done for r in records if r.status == 201}
-    on_time = late = 0
+    # [on time, late] of the polls due while watches were being registered, and after.
+    during, after = [0, 0], [0, 0]
+    #: [on time, late] by the 5 s of the run a poll fell due in, to show when polls were late.
+    by_due: dict[int, list[int]] = {}
     polls_in_run = 0
     for task_id, done in registered.items():
         record = tasks.get(task_id)
@@ -106,15 +109,13 @@ def polling(
         polls_in_run += len(polls)
         due = done
         for at in polls:
-            if at - due <= ON_TIME:
-                on_time += 1
-            else:
-                late += 1
+            (during if due <= registered_by else after)[at - due > ON_TIME] += 1
+            by_due.setdefault(int((due - start) // 5), [0, 0])[at - due > ON_TIME] += 1
             due = at + interval
         terminal = record is not None and record["terminal_at"] is not None
         if not terminal and end - due > ON_TIME:
-            late += 1
-    total = on_time + late
+            (during if due <= registered_by else after)[1] += 1
+    on_time, total = during[0] + after[0], sum(during) + sum(after)
     share = on_time / total if total else math.nan
     report.add(
         "polling: on schedule",
@@ -122,6 +123,17 @@ def polling(
         ">= 95 %",
         share >= 0.95,
     )
+    if sum(during) and sum(after):
+        report.notes.append(
+            f"polling: {during[0] / sum(during):.1%} on schedule of the {sum(during):,} polls due "
+            f"while watches were being registered, {after[0] / sum(after):.1%} of the "
+            f"{sum(after):,} due after"
+        )
+    if by_due:
+        shares = " ".join(
+            f"{100 * ok / (ok + late):.0f}" for ok, late in (by_due[k] for k in sorted(by_due))
+        )
+        report.notes.append(f"polling: % on schedule by when due, per 5 s of the run: {shares}")
     steady = end - registered_by
     if steady >= 1:
         steady_polls = sum(
