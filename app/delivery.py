@@ -86,10 +86,20 @@ class Deliverer:
             for event in due:
                 task = asyncio.create_task(self._deliver(event))
                 self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                task.add_done_callback(self._finished)
             self._backlog = len(due) == free
             if not self._backlog:
                 return
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        """Refill once enough slots are free, if due events were left waiting for them.
+
+        Checked here, after the task has left `_in_flight`: deliveries recorded together also
+        end together, and each would still count the others as in flight.
+        """
+        self._in_flight.discard(task)
+        if self._backlog and self._concurrency - len(self._in_flight) == self._refill_at:
+            self._on_slot_free()
 
     async def drain(self, grace: float) -> None:
         """Let deliveries in flight finish (graceful shutdown); the rest keep their lease."""
@@ -108,8 +118,6 @@ class Deliverer:
         except Exception:
             # The lease will lapse and the event be delivered again: at least once, never lost.
             log.exception("could not record the delivery of event %s", event.id)
-        if self._backlog and self._concurrency - len(self._in_flight) >= self._refill_at:
-            self._on_slot_free()
 
     def _next_attempt(
         self, event: claims.DueEvent, result: claims.AttemptResult

@@ -14,8 +14,15 @@ Send = Callable[[Message], Awaitable[None]]
 _JSON = [(b"content-type", b"application/json")]
 
 
-async def respond(send: Send, status: int, body: bytes = b"", *, json_body: bool = True) -> None:
-    headers = [*_JSON] if json_body and body else []
+async def respond(
+    send: Send,
+    status: int,
+    body: bytes = b"",
+    *,
+    json_body: bool = True,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    headers = [*(headers or []), *(_JSON if json_body and body else [])]
     headers.append((b"content-length", str(len(body)).encode()))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})

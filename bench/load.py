@@ -99,12 +99,12 @@ async def register_all(
     *,
     api_key: str,
     task_ids: Sequence[str],
-    callback_url: str,
+    callback_url: Callable[[str], str],
     concurrency: int,
     deadline: float,
 ) -> list[Registration]:
     """`POST /v1/watches` for every task, `concurrency` clients at a time, until `deadline`
-    (a `time.time()`); returns one record per request sent."""
+    (a `time.time()`); returns one record per request sent. `callback_url` gives each task's."""
     url = f"{relay_url}/v1/watches"
     pending = iter(task_ids)
     records: list[Registration] = []
@@ -115,7 +115,7 @@ async def register_all(
                 return
             sent = time.time()
             try:
-                body = {"task_id": task_id, "callback_url": callback_url}
+                body = {"task_id": task_id, "callback_url": callback_url(task_id)}
                 async with session.post(url, json=body) as response:
                     await response.read()
                     status = response.status

@@ -1,5 +1,9 @@
 """The fake webhook receiver: answers 204 to any POST and records what arrived, and when.
 
+A callback URL with `?hold_until=<epoch>` is answered `503` with a `Retry-After` up to that
+time, and only then accepted: the relay builds up a backlog of webhooks that all fall due at
+once, and the rate it delivers them at is its delivery throughput.
+
 Served by uvicorn as a separate process (`uvicorn bench.receiver:app`). Every 50th webhook has
 its Standard Webhooks signature checked (with `BENCH_SIGNING_SECRET`), so the figures are about
 signed webhooks without the receiver spending its time verifying. `GET /_stats` returns the
@@ -9,8 +13,10 @@ records: webhook-id, task id, watch id, event type and arrival time of each webh
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
+from urllib.parse import parse_qs
 
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -31,12 +37,24 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
     if scope["method"] == "POST":
         body = await read_body(receive)
         now = time.time()
+        hold = _held_for(scope, now)
+        if hold:
+            await respond(send, 503, headers=[(b"retry-after", str(hold).encode())])
+            return
         await respond(send, 204)
         _record(scope, body, now)
     elif scope["path"] == "/_stats":
         await respond_json(send, 200, _stats())
     else:
         await respond(send, 404)
+
+
+def _held_for(scope: Scope, now: float) -> int:
+    """Whole seconds until the callback's `hold_until`, or 0 once it has passed."""
+    values = parse_qs(scope["query_string"].decode()).get("hold_until")
+    if not values:
+        return 0
+    return max(0, math.ceil(float(values[0]) - now))
 
 
 def _record(scope: Scope, body: bytes, now: float) -> None:

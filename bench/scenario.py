@@ -45,11 +45,22 @@ class Config:
     keep: bool = False
 
 
+def batch_end(config: Config, start: float) -> float:
+    """When the batch of tasks that end together ends: halfway through the run."""
+    return start + config.duration / 2
+
+
+def batch_release(config: Config, start: float) -> float:
+    """Until when the receiver holds the batch's webhooks: two poll intervals after the batch
+    ended, by when the relay has detected them all and holds them as one backlog."""
+    return batch_end(config, start) + 2 * config.poll_interval
+
+
 def plan(config: Config, start: float) -> list[str]:
     """The task mix: a batch that ends together at mid-run, tasks of 10-90 s (for a 60 s run;
     scaled with the duration) of which some outlast the run, and tasks that never end."""
     rng = random.Random(config.seed)
-    batch_at = start + config.duration / 2
+    batch_at = batch_end(config, start)
     ids = []
     for n in range(config.watches):
         draw = rng.random()
@@ -131,6 +142,7 @@ class Run:
         await relay.wait_ready()
         start = time.time()
         task_ids = plan(config, start)
+        release = batch_release(config, start)
         print(
             f"\n== Load: {len(task_ids):,} watches, {config.duration:.0f} s (relay pid {relay.pid})"
         )
@@ -141,7 +153,11 @@ class Run:
             relay.url,
             api_key=RELAY_API_KEY,
             task_ids=task_ids,
-            callback_url=f"{receiver.url}/hooks",
+            callback_url=lambda task_id: (
+                f"{receiver.url}/hooks?hold_until={release:.3f}"
+                if tasks.in_batch(task_id)
+                else f"{receiver.url}/hooks"
+            ),
             concurrency=config.concurrency,
             deadline=start + config.duration,
         )
@@ -173,7 +189,7 @@ class Run:
             end=end,
         )
         figures.detection_to_delivery(report, ups_tasks, rx_stats["arrivals"], end=end)
-        figures.delivery_throughput(report, ups_tasks, rx_stats["arrivals"], rx_stats["per_second"])
+        figures.delivery_throughput(report, rx_stats["arrivals"], release=release)
         figures.memory(report, peak_rss, end_rss, active)
         figures.restart(report, *restart, active)
         figures.exactly_once(report, up_final["tasks"], rx_final["arrivals"], end=end)

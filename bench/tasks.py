@@ -33,6 +33,12 @@ def task_id(n: int, course: Course) -> str:
     return f"bench_{n}_{when}_{course.outcome}"
 
 
+def in_batch(task_id: str) -> bool:
+    """Whether the task ends at a wall-clock time, together with the rest of its batch."""
+    course = parse(task_id)
+    return course is not None and course.at is not None
+
+
 def parse(task_id: str) -> Course | None:
     parts = task_id.split("_")
     if len(parts) != 4 or parts[0] != "bench" or parts[3] not in OUTCOMES:

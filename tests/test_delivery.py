@@ -129,6 +129,23 @@ async def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_back(
     assert done["event"]["attempts"] == len(log)
 
 
+async def test_a_backlog_larger_than_the_delivery_slots_is_sent_without_waiting_for_ticks(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    """A tick finds the backlog; slots freed by deliveries that end together are refilled at
+    once, not at the ticks after it, which are seconds apart here."""
+    hooks, callback = receiver
+    backlog = 12
+    hooks.answer_next(*[Answer(503, {"retry-after": "1"})] * backlog)
+    async with start_relay(tick_interval=5, delivery_concurrency=2) as relay:
+        for _ in range(backlog):
+            await relay.register(await upstream.submit(polls=1), callback)
+        arrivals = await hooks.wait_for(2 * backlog, within=15)
+
+    retries = arrivals[backlog:]
+    assert retries[-1].at - retries[0].at < 2.5
+
+
 async def test_redelivery_sends_the_same_event_again(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:
