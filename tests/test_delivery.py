@@ -146,6 +146,26 @@ async def test_a_backlog_larger_than_the_delivery_slots_is_sent_without_waiting_
     assert retries[-1].at - retries[0].at < 2.5
 
 
+async def test_a_fresh_webhook_goes_out_before_a_backlog_of_retries(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    """Retries that fell due together (a receiver back from an outage) do not hold up the first
+    attempt of a webhook that came after them."""
+    hooks, callback = receiver
+    backlog = 6
+    hooks.answer_next(*[Answer(503, {"retry-after": "1"})] * backlog)
+    async with start_relay(tick_interval=5, delivery_concurrency=1) as relay:
+        for _ in range(backlog):
+            await relay.register(await upstream.submit(polls=1), callback)
+        await hooks.wait_for(backlog)
+        await asyncio.sleep(1.5)  # the retries are due now; the next tick is seconds away
+        fresh = await relay.register(await upstream.submit(polls=1), callback)
+        arrivals = await hooks.wait_for(2 * backlog + 1, within=15)
+
+    first_after_the_outage = json.loads(arrivals[backlog].body)
+    assert first_after_the_outage["data"]["watch_id"] == fresh["id"]
+
+
 async def test_redelivery_sends_the_same_event_again(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:

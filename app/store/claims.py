@@ -17,6 +17,7 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from app import events as webhook_events
 from app.ids import event_id
@@ -369,45 +370,20 @@ def _event_row(result: PollResult, now: datetime) -> dict[str, Any]:
 async def claim_due_events(
     engine: AsyncEngine, *, owner: str, lease: float, limit: int
 ) -> list[DueEvent]:
-    """Claim due events, never one while an earlier event of its watch is still pending.
+    """Claim due events, first attempts before retries, and never one while an earlier event of
+    its watch is still pending.
 
-    That keeps each watch's webhooks in order, and no `task.updated` after the final event.
+    A receiver that comes back after an outage has a backlog of retries due at once; fresh
+    webhooks, for it and for everyone else, go out first instead of queueing behind that backlog.
+    The order per watch keeps each watch's webhooks in sequence, and no `task.updated` after the
+    final event.
     """
     now = datetime.now(UTC)
-    earlier = events.alias("earlier")
-    due = (
-        select(events.c.id)
-        .where(
-            events.c.state == EventState.PENDING,
-            events.c.next_attempt_at <= now,
-            or_(events.c.lease_expires_at.is_(None), events.c.lease_expires_at < now),
-            ~exists().where(
-                earlier.c.watch_id == events.c.watch_id,
-                earlier.c.state == EventState.PENDING,
-                earlier.c.seq < events.c.seq,
-            ),
-        )
-        .order_by(events.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    claim = (
-        update(events)
-        .where(events.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease))
-        .returning(
-            events.c.id,
-            events.c.watch_id,
-            events.c.type,
-            events.c.callback_url,
-            events.c.payload,
-            events.c.attempts,
-            events.c.round_start,
-            events.c.client_id,
-        )
-    )
     async with engine.begin() as conn:
-        claimed = (await conn.execute(claim)).all()
+        claimed = list(await conn.execute(_claim_events(owner, lease, limit, now, fresh=True)))
+        if len(claimed) < limit:
+            retries = _claim_events(owner, lease, limit - len(claimed), now, fresh=False)
+            claimed += await conn.execute(retries)
         if not claimed:
             return []
         signers = await conn.execute(
@@ -429,6 +405,44 @@ async def claim_due_events(
         )
         for row in claimed
     ]
+
+
+def _claim_events(
+    owner: str, lease: float, limit: int, now: datetime, *, fresh: bool
+) -> ReturningUpdate[Any]:
+    earlier = events.alias("earlier")
+    due = (
+        select(events.c.id)
+        .where(
+            events.c.state == EventState.PENDING,
+            events.c.attempts == 0 if fresh else events.c.attempts > 0,
+            events.c.next_attempt_at <= now,
+            or_(events.c.lease_expires_at.is_(None), events.c.lease_expires_at < now),
+            ~exists().where(
+                earlier.c.watch_id == events.c.watch_id,
+                earlier.c.state == EventState.PENDING,
+                earlier.c.seq < events.c.seq,
+            ),
+        )
+        .order_by(events.c.next_attempt_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(events)
+        .where(events.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease))
+        .returning(
+            events.c.id,
+            events.c.watch_id,
+            events.c.type,
+            events.c.callback_url,
+            events.c.payload,
+            events.c.attempts,
+            events.c.round_start,
+            events.c.client_id,
+        )
+    )
 
 
 @dataclass(frozen=True, slots=True)

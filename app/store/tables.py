@@ -108,6 +108,7 @@ events = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
     Index("ix_events_due", "state", "next_attempt_at"),
+    Index("ix_events_first_due", "state", "attempts", "next_attempt_at"),
     Index("ix_events_watch_id_seq", "watch_id", "seq"),
     Index("ix_events_client_id_state", "client_id", "state"),
 )
