@@ -49,10 +49,13 @@ class Ticker:
         If it is running already, it runs once more as soon as it ends: the run in progress may
         have looked for work before the new work was committed.
         """
+        job = self._jobs.get(name)
+        if job is None:
+            return  # stopping: a run that ends now must not start another
         if name in self._running:
             self._again.add(name)  # what `_run` would do, without a task per kick
             return
-        task = asyncio.create_task(self._run(name, self._jobs[name]))
+        task = asyncio.create_task(self._run(name, job))
         self._kicks.add(task)
         task.add_done_callback(self._kicks.discard)
 
