@@ -127,23 +127,26 @@ def _client_timeout(
     return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
 
 
+_Causes = tuple[type[BaseException], ...]
+
+#: aiohttp's errors and the httpx errors that name the same failure, the narrower first.
+_ERRORS: tuple[tuple[_Causes, type[httpx.TransportError]], ...] = (
+    ((aiohttp.ConnectionTimeoutError,), httpx.ConnectTimeout),
+    ((TimeoutError,), httpx.ReadTimeout),  # aiohttp.ServerTimeoutError is one
+    ((aiohttp.ClientConnectorError,), httpx.ConnectError),
+    ((aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError), httpx.UnsupportedProtocol),
+    ((aiohttp.ClientPayloadError, aiohttp.ClientOSError), httpx.ReadError),
+    ((aiohttp.ServerDisconnectedError, aiohttp.ClientResponseError), httpx.RemoteProtocolError),
+    ((aiohttp.ClientError,), httpx.TransportError),
+)
+
+
 @contextmanager
 def _httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
-    except aiohttp.ConnectionTimeoutError as exc:
-        raise httpx.ConnectTimeout(str(exc) or "connect timed out", request=request) from exc
-    except TimeoutError as exc:  # aiohttp.ServerTimeoutError is one
-        raise httpx.ReadTimeout(str(exc) or "read timed out", request=request) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise httpx.ConnectError(str(exc), request=request) from exc
-    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError) as exc:
-        raise httpx.UnsupportedProtocol(str(exc), request=request) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise httpx.ReadError(str(exc), request=request) from exc
-    except aiohttp.ClientOSError as exc:
-        raise httpx.ReadError(str(exc), request=request) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientResponseError) as exc:
-        raise httpx.RemoteProtocolError(str(exc), request=request) from exc
-    except aiohttp.ClientError as exc:
-        raise httpx.TransportError(str(exc), request=request) from exc
+    except (TimeoutError, aiohttp.ClientError) as exc:
+        for cause, error in _ERRORS:
+            if isinstance(exc, cause):
+                raise error(str(exc) or type(exc).__name__, request=request) from exc
+        raise

@@ -129,17 +129,26 @@ async def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_back(
     assert done["event"]["attempts"] == len(log)
 
 
+async def _register_into_an_outage(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks, count: int
+) -> None:
+    """`count` watches whose first webhooks the receiver refuses, asking to be retried in 1 s:
+    their retries all fall due together, as after an outage."""
+    hooks, callback = receiver
+    hooks.answer_next(*[Answer(503, {"retry-after": "1"})] * count)
+    for _ in range(count):
+        await relay.register(await upstream.submit(polls=1), callback)
+
+
 async def test_a_backlog_larger_than_the_delivery_slots_is_sent_without_waiting_for_ticks(
     start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
 ) -> None:
     """A tick finds the backlog; slots freed by deliveries that end together are refilled at
     once, not at the ticks after it, which are seconds apart here."""
-    hooks, callback = receiver
+    hooks = receiver[0]
     backlog = 12
-    hooks.answer_next(*[Answer(503, {"retry-after": "1"})] * backlog)
     async with start_relay(tick_interval=5, delivery_concurrency=2) as relay:
-        for _ in range(backlog):
-            await relay.register(await upstream.submit(polls=1), callback)
+        await _register_into_an_outage(relay, upstream, receiver, backlog)
         arrivals = await hooks.wait_for(2 * backlog, within=15)
 
     retries = arrivals[backlog:]
@@ -153,10 +162,8 @@ async def test_a_fresh_webhook_goes_out_before_a_backlog_of_retries(
     attempt of a webhook that came after them."""
     hooks, callback = receiver
     backlog = 6
-    hooks.answer_next(*[Answer(503, {"retry-after": "1"})] * backlog)
     async with start_relay(tick_interval=5, delivery_concurrency=1) as relay:
-        for _ in range(backlog):
-            await relay.register(await upstream.submit(polls=1), callback)
+        await _register_into_an_outage(relay, upstream, receiver, backlog)
         await hooks.wait_for(backlog)
         await asyncio.sleep(1.5)  # the retries are due now; the next tick is seconds away
         fresh = await relay.register(await upstream.submit(polls=1), callback)
