@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -13,6 +13,7 @@ from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
 from app.poll_policy import PollPolicy
 from app.store import claims
+from app.store.batching import Batcher
 from app.upstream import UpstreamClient, UpstreamError
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
@@ -21,17 +22,20 @@ log = logging.getLogger(__name__)
 
 
 class Poller:
-    """Claims due watches in batches, queries the upstream concurrently, writes back in bulk.
+    """Keeps up to `concurrency` upstream requests in flight; each result is recorded as it comes
+    (together with those that come meanwhile: one transaction for the lot).
 
-    A batch is at most `batch_size` watches and runs to its end before the next is claimed, so
-    `batch_size` is also the cap on upstream requests in flight.
+    Polls run as independent tasks rather than in batches: a batch would hold every result until
+    its slowest request ended, and leave the upstream idle while it was claimed and recorded.
 
     :param circuit: rations polling while the upstream is failing; watches whose deadline has
         passed are still ended, since that needs no request.
     :param rate_limiter: spaces the requests made with each upstream key, if a budget is set.
     :param key_box: decrypts the upstream keys that watches brought, if any may have.
-    :param on_events: called when a batch has written webhook events, so delivery starts at once
+    :param on_events: called when polls have written webhook events, so delivery starts at once
         instead of at its next tick.
+    :param on_slot_free: called when polls end while due watches were left waiting for a slot,
+        so they are claimed at once rather than at the next tick.
     """
 
     def __init__(
@@ -42,48 +46,88 @@ class Poller:
         owner: str,
         policy: PollPolicy,
         lease: float,
-        batch_size: int,
+        concurrency: int,
         circuit: Circuit,
         rate_limiter: RateLimiter | None,
         key_box: KeyBox | None,
         metrics: Metrics,
         on_events: Callable[[], None],
+        on_slot_free: Callable[[], None],
     ) -> None:
         self._engine = engine
         self._upstream = upstream
         self._owner = owner
         self._policy = policy
         self._lease = lease
-        self._batch_size = batch_size
+        self._concurrency = concurrency
         self._circuit = circuit
         self._rate_limiter = rate_limiter
         self._key_box = key_box
         self._metrics = metrics
         self._on_events = on_events
+        self._on_slot_free = on_slot_free
+        #: Polls not yet recorded, and how many of them hold a slot (their request is not done).
+        self._in_flight: set[asyncio.Task[None]] = set()
+        self._requesting = 0
+        self._backlog = False
+        # Free slots are refilled a handful at a time, not with a claim per finished poll.
+        self._refill_at = max(1, concurrency // 10)
+        self._recorder: Batcher[claims.PollResult, None] = Batcher(self._record)
 
     async def run(self) -> None:
-        """Poll until nothing is due; a full batch means more may be waiting."""
-        while await self._poll_batch():
-            pass
+        """Fill the free polling slots with due watches, oldest due first.
 
-    async def _poll_batch(self) -> bool:
-        allowed = self._circuit.allowance(self._batch_size)
-        due = await claims.claim_due_watches(
-            self._engine,
-            owner=self._owner,
-            lease=self._lease,
-            limit=allowed or self._batch_size,
-            past_deadline_only=not allowed,
-        )
-        if not due:
-            return False
-        results = await asyncio.gather(*(self._poll(watch) for watch in due))
-        for result in results:
-            if result.expiry is not None:
-                self._metrics.expiries.labels(reason=result.expiry.reason.value).inc()
+        While polls are under way, a claim waits until a handful of slots are free, rather than
+        claim a watch or two per registration: the requests that end first bring it back.
+        """
+        while free := self._concurrency - self._requesting:
+            if self._requesting and free < self._refill_at:
+                self._backlog = True
+                return
+            allowed = self._circuit.allowance(free)
+            limit = allowed or free
+            due = await claims.claim_due_watches(
+                self._engine,
+                owner=self._owner,
+                lease=self._lease,
+                limit=limit,
+                past_deadline_only=not allowed,
+            )
+            for watch in due:
+                task = asyncio.create_task(self._poll_and_record(watch))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+            self._requesting += len(due)
+            self._backlog = len(due) == limit
+            if not self._backlog or limit < free:
+                return
+
+    async def drain(self, grace: float) -> None:
+        """Let polls in flight finish and be recorded (graceful shutdown)."""
+        if self._in_flight:
+            await asyncio.wait(set(self._in_flight), timeout=grace)
+
+    async def _poll_and_record(self, watch: claims.DueWatch) -> None:
+        """The slot is given back when the request is done; the watch stays leased until its
+        result is recorded."""
+        try:
+            result = await self._poll(watch)
+        finally:
+            self._requesting -= 1
+            if self._backlog and self._concurrency - self._requesting == self._refill_at:
+                self._on_slot_free()
+        if result.expiry is not None:
+            self._metrics.expiries.labels(reason=result.expiry.reason.value).inc()
+        try:
+            await self._recorder.submit(result)
+        except Exception:
+            # The lease will lapse and the watch be polled again: nothing is lost.
+            log.exception("could not record the poll of task %s", watch.task_id)
+
+    async def _record(self, results: Sequence[claims.PollResult]) -> list[None]:
         if await claims.record_polls(self._engine, owner=self._owner, results=results):
             self._on_events()
-        return len(due) == self._batch_size
+        return [None] * len(results)
 
     async def _poll(self, watch: claims.DueWatch) -> claims.PollResult:
         now = datetime.now(UTC)

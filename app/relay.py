@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import AsyncIterator
@@ -106,7 +107,7 @@ async def running(
             not_found_grace=settings.not_found_grace,
         ),
         lease=settings.poll_lease,
-        batch_size=_poll_batch_size(settings),
+        concurrency=_poll_concurrency(settings),
         circuit=Circuit(
             cooldown=settings.circuit_cooldown,
             on_change=lambda state: metrics.circuit.state(state.value),
@@ -115,6 +116,7 @@ async def running(
         key_box=settings.key_box,
         metrics=metrics,
         on_events=lambda: ticker.kick(DELIVER),
+        on_slot_free=lambda: ticker.kick(POLL),
     )
     ticker.every_tick(POLL, poller.run)
     ticker.every_tick(DELIVER, deliverer.run)
@@ -130,15 +132,17 @@ async def running(
         )
     finally:
         await ticker.stop(settings.shutdown_grace)
-        await deliverer.drain(settings.shutdown_grace)
+        await asyncio.gather(
+            poller.drain(settings.shutdown_grace), deliverer.drain(settings.shutdown_grace)
+        )
         await claims.release_leases(engine, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
         await engine.dispose()
 
 
-def _poll_batch_size(settings: Settings) -> int:
-    """With a rate budget, claim no more than it lets through in a few seconds: a claimed watch
+def _poll_concurrency(settings: Settings) -> int:
+    """With a rate budget, hold no more than it lets through in a few seconds: a claimed watch
     waiting for its turn would outlive its lease, and be polled twice by another replica."""
     if not settings.upstream_rps:
         return settings.poll_concurrency

@@ -72,6 +72,9 @@ class FlakyUpstream:
     seen: list[Seen] = field(default_factory=list)
     released: asyncio.Event = field(default_factory=asyncio.Event)
     url: str = ""
+    #: Requests being answered now, and the most there ever were at once.
+    in_flight: int = 0
+    most_in_flight: int = 0
 
     def __post_init__(self) -> None:
         self._random = random.Random(self.seed)
@@ -101,8 +104,13 @@ class FlakyUpstream:
         task_id = request.path_params["task_id"]
         self.seen.append(Seen(time.monotonic(), task_id, request.headers.get("authorization")))
         answer = self._next_answer(task_id)
-        if answer.hang:
-            await self.released.wait()
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            if answer.hang:
+                await self.released.wait()
+        finally:
+            self.in_flight -= 1
         return Response(answer.content, status_code=answer.status, media_type="application/json")
 
     def _next_answer(self, task_id: str) -> Answer:

@@ -4,6 +4,7 @@ a per-key budget of requests per second."""
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 
 from tests.conftest import RelayClient, RelayFactory
 from tests.flaky_upstream import SERVER_ERROR, FlakyUpstream, task
@@ -87,3 +88,23 @@ async def test_the_upstream_never_gets_more_than_the_budget_and_every_watch_its_
     )
     assert float(waited.split()[-1]) > 0
     assert "relay_poll_lateness_seconds_count" in metrics
+
+
+async def test_no_more_requests_are_in_flight_than_the_poll_concurrency(
+    start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    held = replace(task("in_progress"), hang=True)  # answered only once released
+    task_ids = [flaky.script(f"video_{n}", held, task("succeeded")) for n in range(6)]
+    async with start_relay(nebula_base_url=flaky.url, poll_concurrency=3) as relay:
+        watches = [await relay.register(task_id, callback) for task_id in task_ids]
+        async with asyncio.timeout(10):
+            while flaky.in_flight < 3:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await asyncio.sleep(0.5)  # time enough for a fourth, were one allowed
+        flaky.released.set()
+
+        events = await hooks.final_events([w["id"] for w in watches], within=15)
+
+    assert flaky.most_in_flight == 3
+    assert {event["type"] for event in events.values()} == {"task.succeeded"}
