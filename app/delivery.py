@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 import time
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app import callbacks
 from app.metrics import Metrics
 from app.signing import signature_headers
+from app.slots import Slots
 from app.store import claims
 from app.store.batching import Batcher
 from app.transport import USER_AGENT, timeout_extension
@@ -38,8 +38,8 @@ class Deliverer:
     Deliveries run as independent tasks rather than in batches, so one slow receiver holds one
     slot, not everyone's turn.
 
-    :param on_slot_free: called when a delivery ends while due events were left waiting for a
-        slot, so they are claimed at once rather than at the next tick.
+    :param on_slot_free: called when slots are free again while due events were left waiting
+        for them, so they are claimed at once rather than at the next tick.
     """
 
     def __init__(
@@ -64,49 +64,36 @@ class Deliverer:
         self._lease = lease
         self._schedule = tuple(retry_schedule)
         self._jitter = retry_jitter
-        self._concurrency = concurrency
         self._allow_private = allow_private
         self._metrics = metrics
-        self._on_slot_free = on_slot_free
-        self._in_flight: set[asyncio.Task[None]] = set()
-        # Free slots are refilled a handful at a time: one claim per finished delivery would
-        # spend the database on claims of one event each.
-        self._refill_at = max(1, concurrency // 10)
-        self._backlog = False
+        self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._recorder: Batcher[claims.Outcome, None] = Batcher(
             lambda outcomes: claims.record_attempts(engine, owner=owner, outcomes=outcomes)
         )
 
     async def run(self) -> None:
         """Fill the free delivery slots with due events."""
-        while free := self._concurrency - len(self._in_flight):
+        while count := self._slots.to_fill():
             due = await claims.claim_due_events(
-                self._engine, owner=self._owner, lease=self._lease, limit=free
+                self._engine, owner=self._owner, lease=self._lease, limit=count
             )
             for event in due:
-                task = asyncio.create_task(self._deliver(event))
-                self._in_flight.add(task)
-                task.add_done_callback(self._finished)
-            self._backlog = len(due) == free
-            if not self._backlog:
+                self._slots.start(self._deliver(event))
+            self._slots.more_due(len(due) == count)
+            if len(due) < count:
                 return
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        """Refill once enough slots are free, if due events were left waiting for them.
-
-        Checked here, after the task has left `_in_flight`: deliveries recorded together also
-        end together, and each would still count the others as in flight.
-        """
-        self._in_flight.discard(task)
-        if self._backlog and self._concurrency - len(self._in_flight) == self._refill_at:
-            self._on_slot_free()
 
     async def drain(self, grace: float) -> None:
         """Let deliveries in flight finish (graceful shutdown); the rest keep their lease."""
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=grace)
+        await self._slots.drain(grace)
 
     async def _deliver(self, event: claims.DueEvent) -> None:
+        try:
+            await self._deliver_and_record(event)
+        finally:
+            self._slots.give_back()
+
+    async def _deliver_and_record(self, event: claims.DueEvent) -> None:
         result = await self._attempt(event)
         retry_at = None if result.delivered else self._next_attempt(event, result)
         outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")

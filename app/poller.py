@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -12,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
 from app.poll_policy import PollPolicy
+from app.slots import Slots
 from app.store import claims
 from app.store.batching import Batcher
 from app.upstream import UpstreamClient, UpstreamError
@@ -34,8 +34,8 @@ class Poller:
     :param key_box: decrypts the upstream keys that watches brought, if any may have.
     :param on_events: called when polls have written webhook events, so delivery starts at once
         instead of at its next tick.
-    :param on_slot_free: called when polls end while due watches were left waiting for a slot,
-        so they are claimed at once rather than at the next tick.
+    :param on_slot_free: called when slots are free again while due watches were left waiting
+        for them, so they are claimed at once rather than at the next tick.
     """
 
     def __init__(
@@ -59,33 +59,19 @@ class Poller:
         self._owner = owner
         self._policy = policy
         self._lease = lease
-        self._concurrency = concurrency
         self._circuit = circuit
         self._rate_limiter = rate_limiter
         self._key_box = key_box
         self._metrics = metrics
         self._on_events = on_events
-        self._on_slot_free = on_slot_free
-        #: Polls not yet recorded, and how many of them hold a slot (their request is not done).
-        self._in_flight: set[asyncio.Task[None]] = set()
-        self._requesting = 0
-        self._backlog = False
-        # Free slots are refilled a handful at a time, not with a claim per finished poll.
-        self._refill_at = max(1, concurrency // 10)
+        self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._recorder: Batcher[claims.PollResult, None] = Batcher(self._record)
 
     async def run(self) -> None:
-        """Fill the free polling slots with due watches, oldest due first.
-
-        While polls are under way, a claim waits until a handful of slots are free, rather than
-        claim a watch or two per registration: the requests that end first bring it back.
-        """
-        while free := self._concurrency - self._requesting:
-            if self._requesting and free < self._refill_at:
-                self._backlog = True
-                return
-            allowed = self._circuit.allowance(free)
-            limit = allowed or free
+        """Fill the free polling slots with due watches, oldest due first."""
+        while count := self._slots.to_fill():
+            allowed = self._circuit.allowance(count)
+            limit = allowed or count
             due = await claims.claim_due_watches(
                 self._engine,
                 owner=self._owner,
@@ -94,18 +80,14 @@ class Poller:
                 past_deadline_only=not allowed,
             )
             for watch in due:
-                task = asyncio.create_task(self._poll_and_record(watch))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
-            self._requesting += len(due)
-            self._backlog = len(due) == limit
-            if not self._backlog or limit < free:
+                self._slots.start(self._poll_and_record(watch))
+            self._slots.more_due(len(due) == limit)
+            if len(due) < limit or limit < count:
                 return
 
     async def drain(self, grace: float) -> None:
         """Let polls in flight finish and be recorded (graceful shutdown)."""
-        if self._in_flight:
-            await asyncio.wait(set(self._in_flight), timeout=grace)
+        await self._slots.drain(grace)
 
     async def _poll_and_record(self, watch: claims.DueWatch) -> None:
         """The slot is given back when the request is done; the watch stays leased until its
@@ -113,9 +95,7 @@ class Poller:
         try:
             result = await self._poll(watch)
         finally:
-            self._requesting -= 1
-            if self._backlog and self._concurrency - self._requesting == self._refill_at:
-                self._on_slot_free()
+            self._slots.give_back()
         if result.expiry is not None:
             self._metrics.expiries.labels(reason=result.expiry.reason.value).inc()
         try:

@@ -1,0 +1,59 @@
+"""Slots: work in flight is capped, and refilled a handful at a time, once."""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.slots import Slots
+
+
+async def _hold(slots: Slots, release: asyncio.Event) -> None:
+    await release.wait()
+    slots.give_back()
+
+
+async def test_while_work_is_under_way_a_refill_waits_for_a_tenth_of_the_slots() -> None:
+    refills: list[int] = []
+    slots = Slots(20, on_refill=lambda: refills.append(1))
+    releases = [asyncio.Event() for _ in range(20)]
+    assert slots.to_fill() == 20
+    for release in releases:
+        slots.start(_hold(slots, release))
+    slots.more_due(True)
+
+    assert slots.to_fill() == 0
+    releases[0].set()
+    await asyncio.sleep(0)
+    assert (slots.to_fill(), refills) == (0, [])
+    releases[1].set()
+    await asyncio.sleep(0.01)
+    assert (slots.to_fill(), refills) == (2, [1])
+
+
+async def test_work_that_ends_together_asks_for_one_refill() -> None:
+    refills: list[int] = []
+    slots = Slots(10, on_refill=lambda: refills.append(1))
+    release = asyncio.Event()
+    for _ in range(10):
+        slots.start(_hold(slots, release))
+    slots.more_due(True)
+
+    release.set()
+    await slots.drain(grace=1)
+
+    assert refills == [1]
+    assert slots.to_fill() == 10
+
+
+async def test_nothing_is_asked_for_when_no_work_was_left_waiting() -> None:
+    refills: list[int] = []
+    slots = Slots(10, on_refill=lambda: refills.append(1))
+    release = asyncio.Event()
+    for _ in range(3):
+        slots.start(_hold(slots, release))
+    slots.more_due(False)
+
+    release.set()
+    await slots.drain(grace=1)
+
+    assert refills == []
