@@ -17,6 +17,9 @@ from app.upstream import TaskSnapshot, UpstreamError, UpstreamErrorKind
 #: A refused key is tried this many times in a row before the watch ends: a gateway hiccup
 #: should not end a watch, a revoked key should not be polled for a day.
 REFUSALS_ALLOWED = 3
+#: A poll later than this share of its interval starts the watch's schedule afresh, so that two
+#: polls of a watch are never closer together than half its interval.
+CATCH_UP_SHARE = 0.5
 #: Backoff delays are stretched by a random share of up to this much, so watches that failed
 #: together do not all come back together.
 BACKOFF_JITTER = 0.5
@@ -46,9 +49,7 @@ class PollPolicy:
         )
 
     def after_snapshot(self, watch: DueWatch, snapshot: TaskSnapshot, now: datetime) -> PollResult:
-        return PollResult(
-            watch, snapshot, next_poll_at=self._next(watch, now, self._interval(watch))
-        )
+        return PollResult(watch, snapshot, next_poll_at=self._on_schedule(watch, now))
 
     def after_error(
         self, watch: DueWatch, error: UpstreamError | None, message: str, now: datetime
@@ -88,7 +89,7 @@ class PollPolicy:
         return PollResult(
             watch,
             error=message,
-            next_poll_at=self._next(watch, now, self._interval(watch)),
+            next_poll_at=self._on_schedule(watch, now),
             not_found_since=since,
         )
 
@@ -101,6 +102,16 @@ class PollPolicy:
         delay = interval * 2.0 ** min(errors - 1, 30) * (1 + random.random() * BACKOFF_JITTER)
         return max(interval, min(self.backoff_max, delay))
 
-    def _next(self, watch: DueWatch, now: datetime, delay: float) -> datetime:
+    def _on_schedule(self, watch: DueWatch, now: datetime) -> datetime:
+        """An interval after the poll was due, not after it was made: the relay's own delays
+        (the wait for the next tick, a busy moment) must not add up from one poll to the next,
+        or a watch of 5 s would be polled every 5.5. A poll late by more than half an interval
+        (an outage, a backlog) starts the schedule afresh instead of hurrying to catch up."""
+        interval = self._interval(watch)
+        if (now - watch.due_at).total_seconds() > interval * CATCH_UP_SHARE:
+            return self._next(watch, now, interval)
+        return self._next(watch, watch.due_at, interval)
+
+    def _next(self, watch: DueWatch, start: datetime, delay: float) -> datetime:
         """Never later than the deadline, so that a watch expires on time."""
-        return min(now + timedelta(seconds=delay), watch.deadline_at)
+        return min(start + timedelta(seconds=delay), watch.deadline_at)

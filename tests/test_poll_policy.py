@@ -50,6 +50,22 @@ def test_a_running_task_is_polled_again_after_the_interval() -> None:
     assert not result.final
 
 
+def test_a_poll_made_late_does_not_push_the_next_one_back() -> None:
+    late = NOW + timedelta(seconds=0.4)
+
+    result = POLICY.after_snapshot(due(), parse_snapshot({"status": "queued"}), late)
+
+    assert result.next_poll_at == NOW + timedelta(seconds=5)
+
+
+def test_a_poll_late_by_more_than_half_an_interval_starts_the_schedule_afresh() -> None:
+    late = NOW + timedelta(seconds=3)
+
+    result = POLICY.after_snapshot(due(), parse_snapshot({"status": "queued"}), late)
+
+    assert result.next_poll_at == late + timedelta(seconds=5)
+
+
 def test_a_watch_of_its_own_interval_is_polled_at_that_interval() -> None:
     result = POLICY.after_snapshot(due(poll_interval=30), parse_snapshot({"status": "queued"}), NOW)
 
