@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections import Counter
 from collections.abc import Sequence
@@ -195,6 +196,40 @@ def delivery_throughput(
         ">= 2,000 /s",
         rate >= 2000,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CpuSample:
+    """CPU time used so far, read once a second during the run."""
+
+    at: float
+    #: The relay's, all its threads (None once it is gone).
+    relay: float | None
+    #: The whole machine's (busy, total), summed over its cores.
+    machine: tuple[float, float] | None
+
+
+def cpu(report: Report, samples: Sequence[CpuSample], *, start: float, cores: int) -> None:
+    """How busy the relay and the machine were, per 5 s of the run: where the relay's figures
+    fall short, this shows whether it was out of CPU or waiting."""
+    relay = _per_window(start, [(s.at, s.relay, s.at) for s in samples if s.relay is not None])
+    machine = _per_window(start, [(s.at, *s.machine) for s in samples if s.machine is not None])
+    if relay:
+        report.notes.append(f"relay CPU, % of one core, per 5 s of the run: {relay}")
+    if machine:
+        report.notes.append(f"machine busy, % of its {cores} cores, per 5 s of the run: {machine}")
+
+
+def _per_window(start: float, points: Sequence[tuple[float, float, float]]) -> str:
+    """The share `used` took of `out_of` in each 5 s of the run, in whole percent; each point is
+    (when, used so far, out of so far)."""
+    windows: dict[int, list[float]] = {}
+    for (at, used, out_of), (_, used_next, out_of_next) in itertools.pairwise(points):
+        window = windows.setdefault(int((at - start) // 5), [0.0, 0.0])
+        window[0] += used_next - used
+        window[1] += out_of_next - out_of
+    shares = (windows[key] for key in sorted(windows))
+    return " ".join(f"{100 * used / out_of:.0f}" for used, out_of in shares if out_of > 0)
 
 
 #: The memory and restart targets are set at this many active watches.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import random
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ from typing import Any
 import httpx
 
 from bench import figures, load, tasks
-from bench.servers import Server, fast_server_flags
+from bench.servers import Server, fast_server_flags, machine_cpu
 
 UPSTREAM_KEY = "sk-bench"
 RELAY_API_KEY = "rk_bench"
@@ -146,9 +147,7 @@ class Run:
         print(
             f"\n== Load: {len(task_ids):,} watches, {config.duration:.0f} s (relay pid {relay.pid})"
         )
-        sampler = asyncio.create_task(
-            _sample(relay, upstream, receiver, until=start + config.duration)
-        )
+        sampler = asyncio.create_task(_sample(relay, upstream, until=start + config.duration))
         records = await load.register_all(
             relay.url,
             api_key=RELAY_API_KEY,
@@ -162,7 +161,7 @@ class Run:
             deadline=start + config.duration,
         )
         registered_by = max((r.done for r in records), default=start)
-        peak_rss, end_rss = await sampler
+        peak_rss, end_rss, cpu_samples = await sampler
         end = time.time()
         up_stats, rx_stats = await self._settle(upstream, receiver, end)
 
@@ -193,6 +192,7 @@ class Run:
         figures.memory(report, peak_rss, end_rss, active)
         figures.restart(report, *restart, active)
         figures.exactly_once(report, up_final["tasks"], rx_final["arrivals"], end=end)
+        figures.cpu(report, cpu_samples, start=start, cores=os.cpu_count() or 1)
         signatures = rx_final["signatures"]
         report.notes.append(
             f"signatures checked on a sample: {signatures['verified']} verified,"
@@ -255,14 +255,17 @@ async def _get_json(url: str) -> dict[str, Any]:
 
 
 async def _sample(
-    relay: Server, upstream: Server, receiver: Server, *, until: float
-) -> tuple[float | None, float | None]:
-    """Relay memory every second, and a progress line every ten; returns (peak, last) RSS."""
+    relay: Server, upstream: Server, *, until: float
+) -> tuple[float | None, float | None, list[figures.CpuSample]]:
+    """Relay memory and CPU, and the machine's CPU, every second, and a progress line every ten;
+    returns the peak and the last RSS, and the CPU samples."""
     peak: float | None = None
     last: float | None = None
+    samples = [figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu())]
     tick = 0
     while time.time() < until:
         await asyncio.sleep(min(1.0, max(0.0, until - time.time())))
+        samples.append(figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu()))
         last = relay.rss_mb()
         if last is not None:
             peak = max(peak or 0.0, last)
@@ -270,7 +273,7 @@ async def _sample(
         if tick % 10 == 0:
             up = await _get_json(f"{upstream.url}/_stats/since?t=0")
             print(f"  {tick:>4} s  upstream polls {up['polls']:>8,}  relay RSS {last or 0:.0f} MB")
-    return peak, last
+    return peak, last, samples
 
 
 def _print_setup(config: Config, fast: list[str]) -> None:

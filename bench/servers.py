@@ -31,6 +31,18 @@ def fast_server_flags() -> list[str]:
     return flags
 
 
+def machine_cpu() -> tuple[float, float] | None:
+    """(busy, total) CPU time of the whole machine so far, in seconds summed over its cores."""
+    try:
+        line = Path("/proc/stat").read_text().splitlines()[0]
+    except OSError:
+        return None
+    ticks = [int(value) for value in line.split()[1:]]
+    idle = ticks[3] + ticks[4]  # idle and iowait
+    hertz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - idle) / hertz, sum(ticks) / hertz
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
@@ -107,6 +119,17 @@ class Server:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
         return None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user and system, all threads) the process has used, or None once it is
+        gone."""
+        try:
+            stat = Path(f"/proc/{self.pid}/stat").read_text()
+        except OSError:
+            return None
+        # The fields after the parenthesized name: utime and stime are the 12th and 13th.
+        fields = stat.rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     async def stop(self, grace: float = 15.0) -> float:
         """SIGTERM, then SIGKILL after `grace` seconds; return the seconds it took to exit."""
