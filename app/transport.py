@@ -2,11 +2,13 @@
 
 Everything else speaks httpx: it builds an `httpx.Request`, hands it to an httpx transport, and
 reads an `httpx.Response` or catches httpx's exceptions. Underneath, requests travel over
-aiohttp. At the concurrency the poller runs, httpx's own connection pool spends most of the
-relay's CPU on bookkeeping that grows with the queue, and the generic `httpx-aiohttp` adapter
-converts headers and URLs at a cost the relay pays thousands of times a second (`python -m bench`
-prints the client loops side by side). Swapping the transport again is a change to this module
-alone.
+reqwest, Rust's HTTP client, through the `pyreqwest` package: connections, HTTP parsing and TLS
+run on a thread of their own, outside the event loop. That loop also serves the API and runs
+every poll and delivery, and it is what limits the relay (the benchmark's CPU notes show it
+using a whole core while the machine has more to spare), so each request costs it as little as
+possible. Over aiohttp, which this module used before, a request cost the loop about a third
+more CPU, and under the benchmark's load polls fell behind; `python -m bench` prints the client
+loops side by side. Swapping the transport again is a change to this module alone.
 
 The relay's own requests go to the transport without an `httpx.AsyncClient` in between: a poll
 or a webhook needs none of what a client adds (cookies, redirects, auth flows, merged defaults),
@@ -17,21 +19,28 @@ read: the relay calls receivers and the upstream directly.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
 
-import aiohttp
 import httpx
-import yarl
+from pyreqwest import exceptions as reqwest
+from pyreqwest.client import Client, ClientBuilder
+from pyreqwest.request import StreamRequest
+from pyreqwest.response import Response
 
 #: How the relay names itself to the upstream and to receivers.
 USER_AGENT = "video-webhook-relay"
+#: How much of a body reqwest reads ahead before handing over the response. Whatever the relay
+#: reads (a task's JSON, the start of a receiver's answer) then comes with the headers, in one
+#: hop from reqwest's thread to the event loop, while a large or endless body is not waited for.
+READ_AHEAD_BYTES = 16 * 1024
 
 
-def create_transport(*, max_connections: int) -> AiohttpTransport:
+def create_transport(*, max_connections: int) -> ReqwestTransport:
     """A long-lived connection pool, one per destination kind (upstream, receivers)."""
-    return AiohttpTransport(max_connections=max_connections)
+    return ReqwestTransport(max_connections=max_connections)
 
 
 def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
@@ -39,105 +48,120 @@ def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
     return {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), seconds)}
 
 
-class AiohttpTransport(httpx.AsyncBaseTransport):
-    """Sends an `httpx.Request` exactly as httpx built it, over an aiohttp connection pool.
+class ReqwestTransport(httpx.AsyncBaseTransport):
+    """Sends an `httpx.Request` as httpx built it, over a reqwest connection pool.
 
-    aiohttp adds none of its own headers, keeps no cookies and does not decompress: headers,
-    cookies and content decoding stay httpx's business, so a request and its response behave the
-    same as over httpx's own transport. aiohttp's errors are raised as the httpx errors that name
-    the same failure. Request bodies are sent from memory; the relay only sends small JSON.
+    reqwest keeps no cookies, follows no redirect, reads no proxy variables and does not
+    decompress: cookies and content decoding stay httpx's business, so a response behaves the
+    same as over httpx's own transport. Of its own it adds only what a request lacks: `Accept:
+    */*` (which `httpx.AsyncClient` adds too) and the relay's `User-Agent`.
+
+    reqwest bounds a request as a whole rather than each step of it, so the longest of the
+    request's httpx timeouts bounds the whole exchange, and running out of time is raised as
+    `httpx.ReadTimeout` (reqwest does not say which step was under way). Its other errors are
+    raised as the httpx errors that name the same failure. Request bodies are sent from memory;
+    the relay only sends small JSON.
     """
 
     def __init__(self, *, max_connections: int) -> None:
         self._max_connections = max_connections
-        self._ssl = httpx.create_ssl_context(trust_env=False)
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Client | None = None
 
-    def _open(self) -> aiohttp.ClientSession:
-        """The session is made on first use, inside the event loop that will run it."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._max_connections, ssl=self._ssl),
-                cookie_jar=aiohttp.DummyCookieJar(),
-                skip_auto_headers=("Accept", "Accept-Encoding", "Content-Type", "User-Agent"),
-                auto_decompress=False,
-                trust_env=False,
+    def _open(self) -> Client:
+        """The client is made on first use, inside the event loop that will await it."""
+        if self._client is None:
+            self._client = (
+                ClientBuilder()
+                .max_connections(self._max_connections)
+                .user_agent(USER_AGENT)
+                .follow_redirects(False)
+                .no_proxy()
+                .default_cookie_store(False)
+                .gzip(False)
+                .brotli(False)
+                .deflate(False)
+                .zstd(False)
+                .http1_only()
+                .build()
             )
-        return self._session
+        return self._client
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        session = self._open()
-        timeout = request.extensions.get("timeout", {})
+        if request.url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(
+                f"the URL's scheme must be http or https, not {request.url.scheme!r}",
+                request=request,
+            )
         body = await request.aread()
         with _httpx_errors(request):
-            response = await session.request(
-                request.method,
-                # httpx has already percent-encoded the URL; aiohttp must not do it again.
-                yarl.URL(str(request.url), encoded=True),
-                headers=[
+            builder = self._open().request(request.method, str(request.url))
+            builder = builder.headers(
+                [
                     (name.decode("latin-1"), value.decode("latin-1"))
                     for name, value in request.headers.raw
-                ],
-                data=body or None,
-                allow_redirects=False,
-                timeout=_client_timeout(
-                    timeout.get("connect"), timeout.get("read"), timeout.get("pool")
-                ),
+                ]
             )
+            if body:
+                builder = builder.body_bytes(body)
+            limit = _longest(request.extensions.get("timeout", {}))
+            if limit is not None:
+                builder = builder.timeout(timedelta(seconds=limit))
+            exchange = builder.streamed_read_buffer_limit(READ_AHEAD_BYTES).build_streamed()
+            response = await exchange.__aenter__()
         return httpx.Response(
             response.status,
-            headers=response.raw_headers,
-            stream=_ResponseBody(response, request),
+            headers=list(response.headers.items()),
+            stream=_ResponseBody(exchange, response, request),
             request=request,
-            extensions={
-                "http_version": b"HTTP/1.1",
-                "reason_phrase": (response.reason or "").encode("latin-1", errors="replace"),
-            },
+            extensions={"http_version": response.version.encode("ascii")},
         )
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
 
 class _ResponseBody(httpx.AsyncByteStream):
-    """Streams the body as it arrives; closing it early closes the connection instead of
+    """Streams the body as it arrives; closing it early drops the connection instead of
     reading a body nobody wants."""
 
-    def __init__(self, response: aiohttp.ClientResponse, request: httpx.Request) -> None:
-        self._response = response
+    def __init__(self, exchange: StreamRequest, response: Response, request: httpx.Request) -> None:
+        self._exchange = exchange
+        self._reader = response.body_reader
         self._request = request
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        with _httpx_errors(self._request):
-            async for chunk in self._response.content.iter_any():
-                yield chunk
+        while True:
+            with _httpx_errors(self._request):
+                chunk = await self._reader.read_chunk()
+            if chunk is None:
+                return
+            yield bytes(chunk)
 
     async def aclose(self) -> None:
-        self._response.release()
+        await self._exchange.__aexit__(None, None, None)
 
 
-@functools.lru_cache(maxsize=32)
-def _client_timeout(
-    connect: float | None, read: float | None, pool: float | None
-) -> aiohttp.ClientTimeout:
-    """httpx's connect and read timeouts are per socket operation, as aiohttp's `sock_*` ones;
-    waiting for a free connection is aiohttp's `connect`."""
-    return aiohttp.ClientTimeout(total=None, connect=pool, sock_connect=connect, sock_read=read)
+def _longest(timeouts: dict[str, Any]) -> float | None:
+    """The longest of httpx's four timeouts; None when none is set."""
+    set_ = [float(value) for value in timeouts.values() if value is not None]
+    return max(set_) if set_ else None
 
 
 _Causes = tuple[type[BaseException], ...]
 
-#: aiohttp's errors and the httpx errors that name the same failure, the narrower first.
+#: reqwest's errors and the httpx errors that name the same failure, the narrower first.
+#: (A `ConnectError` is told apart by its causes: one that is not about connecting is the peer
+#: hanging up mid-exchange.)
 _ERRORS: tuple[tuple[_Causes, type[httpx.TransportError]], ...] = (
-    ((aiohttp.ConnectionTimeoutError,), httpx.ConnectTimeout),
-    ((TimeoutError,), httpx.ReadTimeout),  # aiohttp.ServerTimeoutError is one
-    ((aiohttp.ClientConnectorError,), httpx.ConnectError),
-    ((aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError), httpx.UnsupportedProtocol),
-    ((aiohttp.ClientPayloadError, aiohttp.ClientOSError), httpx.ReadError),
-    ((aiohttp.ServerDisconnectedError, aiohttp.ClientResponseError), httpx.RemoteProtocolError),
-    ((aiohttp.ClientError,), httpx.TransportError),
+    ((reqwest.PoolTimeoutError,), httpx.PoolTimeout),
+    ((reqwest.RequestTimeoutError,), httpx.ReadTimeout),
+    ((reqwest.BodyDecodeError, reqwest.ReadError), httpx.ReadError),
+    ((reqwest.WriteError,), httpx.WriteError),
+    ((reqwest.DecodeError,), httpx.RemoteProtocolError),
+    ((reqwest.BuilderError,), httpx.LocalProtocolError),
+    ((reqwest.NetworkError, reqwest.RequestError), httpx.TransportError),
 )
 
 
@@ -145,8 +169,30 @@ _ERRORS: tuple[tuple[_Causes, type[httpx.TransportError]], ...] = (
 def _httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
-    except (TimeoutError, aiohttp.ClientError) as exc:
-        for cause, error in _ERRORS:
-            if isinstance(exc, cause):
-                raise error(str(exc) or type(exc).__name__, request=request) from exc
-        raise
+    except reqwest.PyreqwestError as exc:
+        error = _httpx_error(exc)
+        if error is None:
+            raise
+        raise error(_message(exc), request=request) from exc
+
+
+def _httpx_error(exc: reqwest.PyreqwestError) -> type[httpx.TransportError] | None:
+    if isinstance(exc, reqwest.ConnectError):
+        return httpx.ConnectError if _while_connecting(exc) else httpx.RemoteProtocolError
+    return next((error for causes, error in _ERRORS if isinstance(exc, causes)), None)
+
+
+def _causes(exc: reqwest.PyreqwestError) -> list[str]:
+    details = getattr(exc, "details", None) or {}
+    return [str(cause.get("message", "")) for cause in details.get("causes") or []]
+
+
+def _while_connecting(exc: reqwest.ConnectError) -> bool:
+    """reqwest names the step that failed in the chain of causes it reports."""
+    return any("(Connect)" in cause or "connect error" in cause for cause in _causes(exc))
+
+
+def _message(exc: reqwest.PyreqwestError) -> str:
+    """reqwest's message and its causes, most specific last: "connection error: tcp connect
+    error: Connection refused (os error 111)"."""
+    return ": ".join([exc.message, *_causes(exc)[1:]])

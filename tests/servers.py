@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import uvicorn
 from starlette.types import ASGIApp
@@ -20,9 +21,11 @@ async def _run(server: uvicorn.Server) -> None:
 
 
 @contextlib.asynccontextmanager
-async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
+async def serve(
+    app: ASGIApp, port: int = 0, *, tls: tuple[Path, Path] | None = None
+) -> AsyncIterator[str]:
     """Serves ``app`` on a loopback port (a free one by default) in the running event loop; yields
-    its base URL.
+    its base URL. With ``tls`` (a certificate file and its key file), it is served over HTTPS.
 
     Sharing the test's loop keeps the app's state directly inspectable from the test, and port 0
     lets tests run in parallel without colliding.
@@ -35,6 +38,8 @@ async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
         log_level="warning",
         log_config=None,  # leave logging to pytest instead of reconfiguring it globally
         timeout_graceful_shutdown=5,  # a hung request must not hang the test run on exit
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(_run(server))
@@ -45,7 +50,7 @@ async def serve(app: ASGIApp, port: int = 0) -> AsyncIterator[str]:
         await asyncio.sleep(0.01)
     port = server.servers[0].sockets[0].getsockname()[1]
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         await task

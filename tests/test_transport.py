@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import gzip
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,7 +18,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.transport import create_transport, timeout_extension
+from app.transport import USER_AGENT, create_transport, timeout_extension
+from tests import certificates
 from tests.servers import free_port, serve
 
 TIMEOUT = 0.5
@@ -103,6 +105,20 @@ async def test_the_request_httpx_built_is_sent_with_no_header_added(
     assert sorted((name.lower(), value) for name, value in seen["headers"]) == sorted(sent)
 
 
+async def test_a_request_without_accept_or_user_agent_is_sent_with_them(server: str) -> None:
+    seen = (await _send(httpx.Request("GET", f"{server}/echo"))).json()
+
+    headers = {name.lower(): value for name, value in seen["headers"]}
+    assert headers["accept"] == "*/*"
+    assert headers["user-agent"] == USER_AGENT
+
+
+async def test_the_timeout_bounds_the_whole_exchange_not_each_read(server: str) -> None:
+    """The endless body sends a chunk every 10 ms, so no single read waits long."""
+    with pytest.raises(httpx.ReadTimeout):
+        await _send(httpx.Request("GET", f"{server}/endless"))
+
+
 async def test_a_percent_encoded_path_arrives_as_encoded(server: str) -> None:
     response = await _send(httpx.Request("GET", f"{server}/tasks/a%2Fb%20c%25"))
 
@@ -161,6 +177,31 @@ async def test_a_refused_connection_is_a_connect_error() -> None:
 async def test_a_scheme_it_cannot_send_is_an_unsupported_protocol() -> None:
     with pytest.raises(httpx.UnsupportedProtocol):
         await _send(httpx.Request("GET", "ftp://127.0.0.1/file"))
+
+
+async def _ok(request: Request) -> Response:
+    return Response("ok")
+
+
+async def test_a_server_certified_by_no_trusted_authority_is_refused(tmp_path: Path) -> None:
+    issued = certificates.issue(tmp_path)
+    tls = (issued.server_certificate, issued.server_key)
+    async with serve(Starlette(routes=[Route("/", _ok)]), tls=tls) as url:
+        with pytest.raises(httpx.ConnectError, match="UnknownIssuer"):
+            await _send(httpx.Request("GET", url))
+
+
+async def test_an_authority_named_in_ssl_cert_file_is_trusted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How an operator trusts a private authority: the image trusts the system's."""
+    issued = certificates.issue(tmp_path)
+    monkeypatch.setenv("SSL_CERT_FILE", str(issued.authority))
+    tls = (issued.server_certificate, issued.server_key)
+    async with serve(Starlette(routes=[Route("/", _ok)]), tls=tls) as url:
+        response = await _send(httpx.Request("GET", url))
+
+    assert response.text == "ok"
 
 
 Peer = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
