@@ -5,10 +5,10 @@ reads an `httpx.Response` or catches httpx's exceptions. Underneath, requests tr
 reqwest, Rust's HTTP client, through the `pyreqwest` package: connections, HTTP parsing and TLS
 run on a thread of their own, outside the event loop. That loop also serves the API and runs
 every poll and delivery, and it is what limits the relay (the benchmark's CPU notes show it
-using a whole core while the machine has more to spare), so each request costs it as little as
-possible. Over aiohttp, which this module used before, a request cost the loop about a third
-more CPU, and under the benchmark's load polls fell behind; `python -m bench` prints the client
-loops side by side. Swapping the transport again is a change to this module alone.
+using a whole core while the machine has more to spare), so each request should cost it as
+little as possible. Over aiohttp, which this module used before, polls fell behind under the
+benchmark's load; over reqwest they keep to schedule (the README's Performance section has the
+figures). Swapping the transport again is a change to this module alone.
 
 The relay's own requests go to the transport without an `httpx.AsyncClient` in between: a poll
 or a webhook needs none of what a client adds (cookies, redirects, auth flows, merged defaults),
@@ -61,6 +61,13 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
     `httpx.ReadTimeout` (reqwest does not say which step was under way). Its other errors are
     raised as the httpx errors that name the same failure. Request bodies are sent from memory;
     the relay only sends small JSON.
+
+    A request whose connection the peer closes before answering is sent once more, on a new
+    connection. That is how a server's idle timeout meets a pooled connection reused at that very
+    moment (uvicorn and Node.js close idle connections after 5 s), and a webhook held back with
+    `Retry-After` is sent again just as long after its last answer. Sending again is safe for
+    what the relay sends: polls are GETs, and a webhook may arrive twice with the same
+    `webhook-id`.
     """
 
     def __init__(self, *, max_connections: int) -> None:
@@ -93,21 +100,17 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
                 request=request,
             )
         body = await request.aread()
-        with _httpx_errors(request):
-            builder = self._open().request(request.method, str(request.url))
-            builder = builder.headers(
-                [
-                    (name.decode("latin-1"), value.decode("latin-1"))
-                    for name, value in request.headers.raw
-                ]
-            )
-            if body:
-                builder = builder.body_bytes(body)
-            limit = _longest(request.extensions.get("timeout", {}))
-            if limit is not None:
-                builder = builder.timeout(timedelta(seconds=limit))
-            exchange = builder.streamed_read_buffer_limit(READ_AHEAD_BYTES).build_streamed()
-            response = await exchange.__aenter__()
+        try:
+            exchange, response = await self._exchange(request, body)
+        except reqwest.ConnectError as exc:
+            if _while_connecting(exc):
+                raise _as_httpx(exc, request) from exc
+            # The peer closed the connection without answering: most likely a pooled
+            # connection it had just closed for being idle. Once more, on a fresh one.
+            with _httpx_errors(request):
+                exchange, response = await self._exchange(request, body)
+        except reqwest.PyreqwestError as exc:
+            raise _as_httpx(exc, request) from exc
         return httpx.Response(
             response.status,
             headers=list(response.headers.items()),
@@ -115,6 +118,25 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
             request=request,
             extensions={"http_version": response.version.encode("ascii")},
         )
+
+    async def _exchange(
+        self, request: httpx.Request, body: bytes
+    ) -> tuple[StreamRequest, Response]:
+        """Sends the request; returns once its headers (and the start of its body) are in."""
+        builder = self._open().request(request.method, str(request.url))
+        builder = builder.headers(
+            [
+                (name.decode("latin-1"), value.decode("latin-1"))
+                for name, value in request.headers.raw
+            ]
+        )
+        if body:
+            builder = builder.body_bytes(body)
+        limit = _longest(request.extensions.get("timeout", {}))
+        if limit is not None:
+            builder = builder.timeout(timedelta(seconds=limit))
+        exchange = builder.streamed_read_buffer_limit(READ_AHEAD_BYTES).build_streamed()
+        return exchange, await exchange.__aenter__()
 
     async def aclose(self) -> None:
         if self._client is not None:
@@ -170,16 +192,18 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
     try:
         yield
     except reqwest.PyreqwestError as exc:
-        error = _httpx_error(exc)
-        if error is None:
-            raise
-        raise error(_message(exc), request=request) from exc
+        raise _as_httpx(exc, request) from exc
 
 
-def _httpx_error(exc: reqwest.PyreqwestError) -> type[httpx.TransportError] | None:
+def _as_httpx(exc: reqwest.PyreqwestError, request: httpx.Request) -> Exception:
+    """The httpx error that names the same failure; `exc` itself if none does."""
     if isinstance(exc, reqwest.ConnectError):
-        return httpx.ConnectError if _while_connecting(exc) else httpx.RemoteProtocolError
-    return next((error for causes, error in _ERRORS if isinstance(exc, causes)), None)
+        failed = httpx.ConnectError if _while_connecting(exc) else httpx.RemoteProtocolError
+        return failed(_message(exc), request=request)
+    for causes, error in _ERRORS:
+        if isinstance(exc, causes):
+            return error(_message(exc), request=request)
+    return exc
 
 
 def _causes(exc: reqwest.PyreqwestError) -> list[str]:
@@ -193,6 +217,7 @@ def _while_connecting(exc: reqwest.ConnectError) -> bool:
 
 
 def _message(exc: reqwest.PyreqwestError) -> str:
-    """reqwest's message and its causes, most specific last: "connection error: tcp connect
-    error: Connection refused (os error 111)"."""
+    """reqwest's message and its causes, most specific last, without the first (which only
+    repeats the URL): "connection error: client error (Connect): tcp connect error: Connection
+    refused (os error 111)"."""
     return ": ".join([exc.message, *_causes(exc)[1:]])

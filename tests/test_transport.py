@@ -240,6 +240,30 @@ async def _not_http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) 
     await writer.drain()
 
 
+async def _answers_once_per_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> None:
+    """Then closes the connection as the next request arrives on it, as a server does whose idle
+    timeout ends just as the client reuses the connection."""
+    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    await writer.drain()
+    await reader.readuntil(b"\r\n\r\n")
+
+
+async def test_a_connection_closed_as_it_is_reused_is_replaced_and_the_request_sent_again() -> None:
+    async with (
+        _misbehaving(_answers_once_per_connection) as url,
+        create_transport(max_connections=4) as transport,
+    ):
+        for _ in range(3):
+            request = httpx.Request("GET", url, extensions=timeout_extension(TIMEOUT))
+            response = await transport.handle_async_request(request)
+            await response.aread()
+            await response.aclose()
+
+            assert response.text == "ok"
+
+
 @pytest.mark.parametrize(
     ("peer", "error"),
     [
