@@ -183,7 +183,7 @@ _ERRORS: tuple[tuple[_Causes, type[httpx.TransportError]], ...] = (
     ((reqwest.WriteError,), httpx.WriteError),
     ((reqwest.DecodeError,), httpx.RemoteProtocolError),
     ((reqwest.BuilderError,), httpx.LocalProtocolError),
-    ((reqwest.NetworkError, reqwest.RequestError), httpx.TransportError),
+    ((reqwest.PyreqwestError,), httpx.TransportError),
 )
 
 
@@ -195,15 +195,13 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
         raise _as_httpx(exc, request) from exc
 
 
-def _as_httpx(exc: reqwest.PyreqwestError, request: httpx.Request) -> Exception:
-    """The httpx error that names the same failure; `exc` itself if none does."""
+def _as_httpx(exc: reqwest.PyreqwestError, request: httpx.Request) -> httpx.TransportError:
+    """The httpx error that names the same failure."""
     if isinstance(exc, reqwest.ConnectError):
         failed = httpx.ConnectError if _while_connecting(exc) else httpx.RemoteProtocolError
         return failed(_message(exc), request=request)
-    for causes, error in _ERRORS:
-        if isinstance(exc, causes):
-            return error(_message(exc), request=request)
-    return exc
+    error = next(error for causes, error in _ERRORS if isinstance(exc, causes))
+    return error(_message(exc), request=request)
 
 
 def _causes(exc: reqwest.PyreqwestError) -> list[str]:
