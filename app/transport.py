@@ -102,15 +102,13 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         body = await request.aread()
         try:
             exchange, response = await self._exchange(request, body)
-        except reqwest.ConnectError as exc:
-            if _while_connecting(exc):
+        except reqwest.PyreqwestError as exc:
+            if not _hung_up(exc):
                 raise _as_httpx(exc, request) from exc
-            # The peer closed the connection without answering: most likely a pooled
-            # connection it had just closed for being idle. Once more, on a fresh one.
+            # Most likely a pooled connection the peer had just closed for being idle: once
+            # more, on a fresh one.
             with _httpx_errors(request):
                 exchange, response = await self._exchange(request, body)
-        except reqwest.PyreqwestError as exc:
-            raise _as_httpx(exc, request) from exc
         return httpx.Response(
             response.status,
             headers=list(response.headers.items()),
@@ -173,9 +171,8 @@ def _longest(timeouts: dict[str, Any]) -> float | None:
 
 _Causes = tuple[type[BaseException], ...]
 
-#: reqwest's errors and the httpx errors that name the same failure, the narrower first.
-#: (A `ConnectError` is told apart by its causes: one that is not about connecting is the peer
-#: hanging up mid-exchange.)
+#: reqwest's errors and the httpx errors that name the same failure, the narrower first. (A
+#: `ConnectError` in which the peer hung up is a `RemoteProtocolError`: see `_hung_up`.)
 _ERRORS: tuple[tuple[_Causes, type[httpx.TransportError]], ...] = (
     ((reqwest.PoolTimeoutError,), httpx.PoolTimeout),
     ((reqwest.RequestTimeoutError,), httpx.ReadTimeout),
@@ -183,6 +180,7 @@ _ERRORS: tuple[tuple[_Causes, type[httpx.TransportError]], ...] = (
     ((reqwest.WriteError,), httpx.WriteError),
     ((reqwest.DecodeError,), httpx.RemoteProtocolError),
     ((reqwest.BuilderError,), httpx.LocalProtocolError),
+    ((reqwest.ConnectError,), httpx.ConnectError),
     ((reqwest.PyreqwestError,), httpx.TransportError),
 )
 
@@ -197,9 +195,8 @@ def _httpx_errors(request: httpx.Request) -> Iterator[None]:
 
 def _as_httpx(exc: reqwest.PyreqwestError, request: httpx.Request) -> httpx.TransportError:
     """The httpx error that names the same failure."""
-    if isinstance(exc, reqwest.ConnectError):
-        failed = httpx.ConnectError if _while_connecting(exc) else httpx.RemoteProtocolError
-        return failed(_message(exc), request=request)
+    if _hung_up(exc):
+        return httpx.RemoteProtocolError(_message(exc), request=request)
     error = next(error for causes, error in _ERRORS if isinstance(exc, causes))
     return error(_message(exc), request=request)
 
@@ -209,9 +206,12 @@ def _causes(exc: reqwest.PyreqwestError) -> list[str]:
     return [str(cause.get("message", "")) for cause in details.get("causes") or []]
 
 
-def _while_connecting(exc: reqwest.ConnectError) -> bool:
-    """reqwest names the step that failed in the chain of causes it reports."""
-    return any("(Connect)" in cause or "connect error" in cause for cause in _causes(exc))
+def _hung_up(exc: reqwest.PyreqwestError) -> bool:
+    """Whether the peer closed the connection before answering. reqwest reports that as a
+    `ConnectError` too, and names the step that failed only in the chain of causes."""
+    return isinstance(exc, reqwest.ConnectError) and not any(
+        "(Connect)" in cause or "connect error" in cause for cause in _causes(exc)
+    )
 
 
 def _message(exc: reqwest.PyreqwestError) -> str:
