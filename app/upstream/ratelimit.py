@@ -1,43 +1,52 @@
 """A requests-per-second budget per upstream key.
 
-Each key's requests are spaced at least `1 / rate` seconds apart, in the order they asked (a
-virtual schedule rather than a bucket of tokens), so no burst ever exceeds the rate: any one-second
-window holds at most `rate` requests, plus one at its closing edge.
+Each key's requests go one at a time, in the order they asked, each at least `1 / rate` seconds
+after the one before it went. The next turn is counted from when the previous request really
+went, not from when it was booked: had turns been booked ahead, requests whose turns passed while
+the event loop was busy elsewhere would all go at once when it came back, a burst over the
+budget. So any one-second window holds at most `rate` requests, plus one at its closing edge.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from dataclasses import dataclass, field
 
 #: Keys idle this long are forgotten, so keys of ended watches do not pile up.
 _FORGET_AFTER = 60.0
 
 
-class RateLimiter:
-    def __init__(self, *, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self._interval = 1.0 / rate
-        self._clock = clock
-        self._next_slot: dict[str | None, float] = {}
+@dataclass(slots=True)
+class _Turns:
+    queue: asyncio.Lock = field(default_factory=asyncio.Lock)
+    #: When the next request may go.
+    next_at: float = 0.0
 
-    def reserve(self, key: str | None) -> float:
-        """Book the key's next free slot; return how many seconds from now it is."""
-        now = self._clock()
-        slot = max(now, self._next_slot.get(key, now))
-        self._next_slot[key] = slot + self._interval
-        if len(self._next_slot) > 1024:
-            self._forget_idle(now)
-        return slot - now
+
+class RateLimiter:
+    def __init__(self, *, rate: float) -> None:
+        self._interval = 1.0 / rate
+        self._clock = time.monotonic
+        self._keys: dict[str | None, _Turns] = {}
 
     async def wait(self, key: str | None) -> float:
-        """Wait for the key's next free slot; return how long that took."""
-        delay = self.reserve(key)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        return delay
+        """Wait for the key's next turn; return how long that took."""
+        asked = self._clock()
+        turns = self._keys.get(key)
+        if turns is None:
+            if len(self._keys) >= 1024:
+                self._forget_idle(asked)
+            turns = self._keys[key] = _Turns()
+        async with turns.queue:  # asyncio's lock lets waiters in the order they came
+            delay = turns.next_at - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            went = self._clock()
+            turns.next_at = went + self._interval
+        return went - asked
 
     def _forget_idle(self, now: float) -> None:
-        for key, slot in list(self._next_slot.items()):
-            if slot < now - _FORGET_AFTER:
-                del self._next_slot[key]
+        for key, turns in list(self._keys.items()):
+            if not turns.queue.locked() and turns.next_at < now - _FORGET_AFTER:
+                del self._keys[key]
