@@ -39,10 +39,6 @@ class Relay:
     clients: clients.KnownClients
     registrations: watches.Registrations
 
-    def poll_now(self) -> None:
-        """A new watch is polled at once, not at the next tick."""
-        self.ticker.kick(POLL)
-
     def deliver_now(self) -> None:
         """Events queued again by the API are sent at once, not at the next tick."""
         self.ticker.kick(DELIVER)
@@ -128,7 +124,7 @@ async def running(
             metrics,
             ticker,
             clients.KnownClients(engine),
-            watches.Registrations(engine),
+            watches.Registrations(engine, poll_interval=settings.poll_interval),
         )
     finally:
         await ticker.stop(settings.shutdown_grace)

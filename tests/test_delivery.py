@@ -158,19 +158,21 @@ async def test_a_backlog_larger_than_the_delivery_slots_is_sent_without_waiting_
 async def test_a_fresh_webhook_goes_out_before_a_backlog_of_retries(
     start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
 ) -> None:
-    """Retries that fell due together (a receiver back from an outage) do not hold up the first
-    attempt of a webhook that came after them."""
+    """Retries that fell due together (a receiver back from an outage, and slow) do not hold up
+    the first attempt of a webhook that came after them: it goes out next, not last."""
     hooks, callback = receiver
     backlog = 6
     async with start_relay(tick_interval=5, delivery_concurrency=1) as relay:
         await _register_into_an_outage(relay, upstream, receiver, backlog)
         await hooks.wait_for(backlog)
+        hooks.answer_next(*[Answer(204, delay=0.3)] * backlog)
         await asyncio.sleep(1.5)  # the retries are due now; the next tick is seconds away
         fresh = await relay.register(await upstream.submit(polls=1), callback)
         arrivals = await hooks.wait_for(2 * backlog + 1, within=15)
 
-    first_after_the_outage = json.loads(arrivals[backlog].body)
-    assert first_after_the_outage["data"]["watch_id"] == fresh["id"]
+    after_the_outage = [json.loads(hook.body)["data"]["watch_id"] for hook in arrivals[backlog:]]
+    # At most the retry already under way when the fresh webhook was written goes before it.
+    assert after_the_outage.index(fresh["id"]) <= 1
 
 
 async def test_redelivery_sends_the_same_event_again(

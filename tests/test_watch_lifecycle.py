@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from datetime import datetime
 
 from standardwebhooks import Webhook
 
-from tests.conftest import SIGNING_SECRET, RelayClient, Upstream
+from tests.conftest import SIGNING_SECRET, RelayClient, RelayFactory, Upstream
 from tests.receiver import Receiver
 
 Hooks = tuple[Receiver, str]
@@ -59,6 +61,23 @@ async def test_a_failed_task_is_delivered_with_its_reason(
     assert body["data"]["error"] == {"code": 400, "message": "nsfw prompt"}
     assert "url" not in body["data"]
     await relay.wait_for_state(watch["id"], "completed")
+
+
+async def test_a_new_watch_is_first_polled_one_interval_after_its_registration(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    """Apps register a task as soon as they have submitted it: a poll at once would only find it
+    queued."""
+    _, callback = receiver
+    async with start_relay(poll_interval=1) as relay:
+        watch = await relay.register(await upstream.submit(duration=120), callback)
+        async with asyncio.timeout(5):
+            while (polled := await relay.get(watch["id"]))["poll_count"] == 0:
+                pass
+
+    registered = datetime.fromisoformat(watch["created_at"])
+    first_poll = datetime.fromisoformat(polled["last_polled_at"])
+    assert 1 <= (first_poll - registered).total_seconds() < 1.5
 
 
 async def test_statuses_before_the_end_are_shown_on_the_watch(

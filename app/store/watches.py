@@ -110,10 +110,17 @@ class Registrations:
     They go in as one `INSERT … ON CONFLICT DO NOTHING`: the unique index on live registrations
     decides duplicates, so two racing registrations of the same task and callback, in one batch or
     not, still yield one watch.
+
+    A new watch is first polled one interval after it was registered, not at once: apps register
+    a task as soon as they have submitted it, when it is still queued, so a poll at once would
+    only learn that, at the cost of a request, on the path of every registration.
+
+    :param poll_interval: the interval of watches that set none.
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, poll_interval: float) -> None:
         self._engine = engine
+        self._poll_interval = poll_interval
         self._batcher: Batcher[dict[str, Any], bool] = Batcher(self._write)
 
     async def register(
@@ -160,7 +167,7 @@ class Registrations:
             "event_types": event_types,
             "state": watch.state,
             "poll_count": 0,
-            "next_poll_at": now,
+            "next_poll_at": now + timedelta(seconds=poll_interval or self._poll_interval),
             "poll_interval": poll_interval,
             "deadline_at": watch.deadline_at,
             "upstream_api_key_encrypted": upstream_api_key_encrypted,

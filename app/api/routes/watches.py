@@ -97,8 +97,6 @@ async def register_watch(
         poll_interval=body.poll_interval,
         upstream_api_key_encrypted=encrypted_key,
     )
-    if created:
-        relay.poll_now()
     status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
     out = WatchOut.model_validate(watch)
     if replayable is not None:
