@@ -95,8 +95,8 @@ def polling(
 ) -> None:
     """On-schedule share of polls up to `end`, from the upstream's own arrival times.
 
-    A task's first poll is due at its registration; each later one `interval` after the one
-    before. A task still running at `end` whose next poll is overdue by more than a second counts
+    A task's first poll is due one `interval` after its registration; each later one `interval`
+    after the one before. A task still running at `end` whose next poll is overdue by more than a second counts
     as one late poll, so a relay that falls behind cannot look punctual by polling less.
     """
     registered = {r.task_id: r.done for r in records if r.status == 201}
@@ -109,7 +109,7 @@ def polling(
         record = tasks.get(task_id)
         polls = [t for t in record["polls"] if t <= end] if record else []
         polls_in_run += len(polls)
-        due = done
+        due = done + interval
         for at in polls:
             (during if due <= registered_by else after)[at - due > ON_TIME] += 1
             by_due.setdefault(int((due - start) // 5), [0, 0])[at - due > ON_TIME] += 1
