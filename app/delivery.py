@@ -18,7 +18,7 @@ from app.signing import signature_headers
 from app.slots import Slots
 from app.store import claims
 from app.store.batching import Batcher
-from app.transport import USER_AGENT, timeout_extension
+from app.transport import USER_AGENT, parsed_url, timeout_extension
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +141,7 @@ class Deliverer:
                 await callbacks.ensure_public(event.callback_url)
             request = httpx.Request(
                 "POST",
-                event.callback_url,
+                parsed_url(event.callback_url),
                 content=event.payload.encode(),
                 headers=headers,
                 extensions=self._extensions,

@@ -96,8 +96,9 @@ def polling(
     """On-schedule share of polls up to `end`, from the upstream's own arrival times.
 
     A task's first poll is due one `interval` after its registration; each later one `interval`
-    after the one before. A task still running at `end` whose next poll is overdue by more than a second counts
-    as one late poll, so a relay that falls behind cannot look punctual by polling less.
+    after the one before. A task still running at `end` whose next poll is overdue by more than a
+    second counts as one late poll, so a relay that falls behind cannot look punctual by polling
+    less.
     """
     registered = {r.task_id: r.done for r in records if r.status == 201}
     # [on time, late] of the polls due while watches were being registered, and after.

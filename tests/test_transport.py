@@ -18,7 +18,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.transport import USER_AGENT, create_transport, timeout_extension
+from app.transport import USER_AGENT, create_transport, parsed_url, timeout_extension
 from tests import certificates
 from tests.servers import free_port, serve
 
@@ -280,3 +280,11 @@ async def test_a_failing_peer_raises_the_httpx_error_for_it(
     async with _misbehaving(peer) as url:
         with pytest.raises(error):
             await _send(httpx.Request("GET", url))
+
+
+def test_a_url_sent_to_again_is_parsed_once() -> None:
+    """Polled tasks and shared receivers are sent to again and again."""
+    url = "http://127.0.0.1:9/v1/video/generations/video_1?x=1"
+
+    assert parsed_url(url) is parsed_url(url)
+    assert parsed_url(url) == httpx.URL(url)

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import enum
-from functools import lru_cache
 from urllib.parse import quote
 
 import httpx
 
-from app.transport import USER_AGENT, timeout_extension
+from app.transport import USER_AGENT, parsed_url, timeout_extension
 from app.upstream.snapshot import SnapshotError, TaskSnapshot, parse_snapshot
 
 
@@ -36,8 +35,6 @@ _HEADERS = {
 
 #: Ids that HTTP clients resolve as path steps (even percent-encoded), leaving the task path.
 DOT_SEGMENTS = frozenset({".", ".."})
-#: Task URLs kept parsed: more than the watches one relay process polls (see `UpstreamClient`).
-PARSED_URLS = 16 * 1024
 
 
 class UpstreamError(Exception):
@@ -55,9 +52,7 @@ class UpstreamClient:
     """Queries `GET {base}/v1/video/generations/{task_id}` over one pooled transport.
 
     The transport is used without a client (see `app.transport`), so the headers a client would
-    add by default are set here, once. A task is polled every few seconds for minutes, so its
-    URL is parsed once and kept: parsing is most of what building an `httpx.Request` costs, a
-    tenth of a poll's CPU.
+    add by default are set here, once.
 
     :param api_key: the relay's own key, used for every task whose watch brought none.
     """
@@ -75,7 +70,6 @@ class UpstreamClient:
         self._api_key = api_key
         self._own_headers = _headers(api_key)
         self._extensions = timeout_extension(timeout)
-        self._url = lru_cache(maxsize=PARSED_URLS)(self._parse_url)
 
     def key_for(self, api_key: str | None) -> str | None:
         """The key a request made with the watch's `api_key` (if any) is sent with."""
@@ -90,7 +84,8 @@ class UpstreamClient:
             )
         request = httpx.Request(
             "GET",
-            self._url(task_id),
+            # Quoted whole, so that no id can alter the path: not `/`, `?`, `#` or `%`.
+            parsed_url(self._task_url + quote(task_id, safe="")),
             headers=_headers(api_key) if api_key else self._own_headers,
             extensions=self._extensions,
         )
@@ -107,10 +102,6 @@ class UpstreamClient:
         except httpx.TransportError as exc:
             raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
         return _interpret(response)
-
-    def _parse_url(self, task_id: str) -> httpx.URL:
-        # Quoted whole, so that no id can alter the path: not `/`, `?`, `#` or `%`.
-        return httpx.URL(self._task_url + quote(task_id, safe=""))
 
 
 def _headers(api_key: str | None) -> httpx.Headers:
