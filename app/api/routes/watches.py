@@ -43,7 +43,6 @@ async def register_watch(
     body: WatchCreate,
     relay: RelayDep,
     client: CurrentClient,
-    response: Response,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -52,7 +51,7 @@ async def register_watch(
             description="Retrying with the same key and body returns the first answer (24 h).",
         ),
     ] = None,
-) -> WatchOut | JSONResponse:
+) -> Response:
     """Start watching a task. Registering the same task and callback again returns that watch."""
     try:
         callbacks.validate_callback_url(
@@ -98,19 +97,24 @@ async def register_watch(
         upstream_api_key_encrypted=encrypted_key,
     )
     status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    out = WatchOut.model_validate(watch)
+    # Serialized here, once: returned as a model, it would be validated all over again against
+    # `response_model` first.
+    out = WatchOut.model_validate(watch).model_dump_json()
     if replayable is not None:
         key, request_hash = replayable
         stored = await idempotency.save(
             relay.engine,
             client_id=client.id,
             key=key,
-            response=idempotency.StoredResponse(request_hash, status_code, out.model_dump_json()),
+            response=idempotency.StoredResponse(request_hash, status_code, out),
         )
         return _replay(stored, request_hash)
-    response.status_code = status_code
-    response.headers["Location"] = f"/v1/watches/{watch.id}"
-    return out
+    return Response(
+        out,
+        status_code=status_code,
+        media_type="application/json",
+        headers={"Location": f"/v1/watches/{watch.id}"},
+    )
 
 
 def _replay(stored: idempotency.StoredResponse, request_hash: str) -> JSONResponse:
