@@ -27,22 +27,21 @@ class _Turns:
 class RateLimiter:
     def __init__(self, *, rate: float) -> None:
         self._interval = 1.0 / rate
-        self._clock = time.monotonic
         self._keys: dict[str | None, _Turns] = {}
 
     async def wait(self, key: str | None) -> float:
         """Wait for the key's next turn; return how long that took."""
-        asked = self._clock()
+        asked = time.monotonic()
         turns = self._keys.get(key)
         if turns is None:
             if len(self._keys) >= 1024:
                 self._forget_idle(asked)
             turns = self._keys[key] = _Turns()
         async with turns.queue:  # asyncio's lock lets waiters in the order they came
-            delay = turns.next_at - self._clock()
+            delay = turns.next_at - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
-            went = self._clock()
+            went = time.monotonic()
             turns.next_at = went + self._interval
         return went - asked
 
