@@ -39,12 +39,21 @@ USER_AGENT = "video-webhook-relay"
 READ_AHEAD_BYTES = 16 * 1024
 
 
-@lru_cache(maxsize=16 * 1024)
+#: URLs up to this long are kept parsed (Veo's task ids make URLs of about 450 characters), so
+#: that the cache stays within tens of megabytes whatever ids and callback URLs arrive.
+KEPT_URL_LENGTH = 1024
+
+
 def parsed_url(url: str) -> httpx.URL:
     """`url` parsed once, for the URLs the relay sends to again and again: a task's, polled every
     few seconds for minutes, and a receiver's, shared by many watches. Parsing is most of what
-    building an `httpx.Request` costs (a tenth of a poll's CPU), and the parsed URL is immutable.
-    Kept for more URLs than one process has watches."""
+    building an `httpx.Request` costs (a tenth of a poll's CPU), and a parsed URL is immutable."""
+    return _parsed(url) if len(url) <= KEPT_URL_LENGTH else httpx.URL(url)
+
+
+@lru_cache(maxsize=16 * 1024)
+def _parsed(url: str) -> httpx.URL:
+    """More URLs than one process has watches."""
     return httpx.URL(url)
 
 

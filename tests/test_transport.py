@@ -18,7 +18,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.transport import USER_AGENT, create_transport, parsed_url, timeout_extension
+from app.transport import (
+    KEPT_URL_LENGTH,
+    USER_AGENT,
+    create_transport,
+    parsed_url,
+    timeout_extension,
+)
 from tests import certificates
 from tests.servers import free_port, serve
 
@@ -287,4 +293,12 @@ def test_a_url_sent_to_again_is_parsed_once() -> None:
     url = "http://127.0.0.1:9/v1/video/generations/video_1?x=1"
 
     assert parsed_url(url) is parsed_url(url)
+    assert parsed_url(url) == httpx.URL(url)
+
+
+def test_a_very_long_url_is_parsed_each_time_rather_than_kept() -> None:
+    """What is kept stays small, whatever task ids and callback URLs arrive."""
+    url = "http://127.0.0.1:9/v1/video/generations/" + "a" * KEPT_URL_LENGTH
+
+    assert parsed_url(url) is not parsed_url(url)
     assert parsed_url(url) == httpx.URL(url)
