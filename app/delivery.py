@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import callbacks
 from app.metrics import Metrics
@@ -18,6 +17,7 @@ from app.signing import signature_headers
 from app.slots import Slots
 from app.store import claims
 from app.store.batching import Batcher
+from app.store.database import Database
 from app.transport import USER_AGENT, parsed_url, timeout_extension
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,7 @@ class Deliverer:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        db: Database,
         transport: httpx.AsyncBaseTransport,
         timeout: float,
         owner: str,
@@ -57,7 +57,7 @@ class Deliverer:
         metrics: Metrics,
         on_slot_free: Callable[[], None],
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._transport = transport
         self._extensions = timeout_extension(timeout)
         self._owner = owner
@@ -68,14 +68,14 @@ class Deliverer:
         self._metrics = metrics
         self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._recorder: Batcher[claims.Outcome, None] = Batcher(
-            lambda outcomes: claims.record_attempts(engine, owner=owner, outcomes=outcomes)
+            lambda outcomes: claims.record_attempts(db, owner=owner, outcomes=outcomes)
         )
 
     async def run(self) -> None:
         """Fill the free delivery slots with due events."""
         while count := self._slots.to_fill():
             due = await claims.claim_due_events(
-                self._engine, owner=self._owner, lease=self._lease, limit=count
+                self._db, owner=self._owner, lease=self._lease, limit=count
             )
             for event in due:
                 self._slots.start(self._deliver(event))

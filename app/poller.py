@@ -6,14 +6,13 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
 from app.poll_policy import PollPolicy
 from app.slots import Slots
 from app.store import claims
 from app.store.batching import Batcher
+from app.store.database import Database
 from app.upstream import UpstreamClient, UpstreamError
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
@@ -41,7 +40,7 @@ class Poller:
     def __init__(
         self,
         *,
-        engine: AsyncEngine,
+        db: Database,
         upstream: UpstreamClient,
         owner: str,
         policy: PollPolicy,
@@ -54,7 +53,7 @@ class Poller:
         on_events: Callable[[], None],
         on_slot_free: Callable[[], None],
     ) -> None:
-        self._engine = engine
+        self._db = db
         self._upstream = upstream
         self._owner = owner
         self._policy = policy
@@ -73,7 +72,7 @@ class Poller:
             allowed = self._circuit.allowance(count)
             limit = allowed or count
             due = await claims.claim_due_watches(
-                self._engine,
+                self._db,
                 owner=self._owner,
                 lease=self._lease,
                 limit=limit,
@@ -105,7 +104,7 @@ class Poller:
             log.exception("could not record the poll of task %s", watch.task_id)
 
     async def _record(self, results: Sequence[claims.PollResult]) -> list[None]:
-        if await claims.record_polls(self._engine, owner=self._owner, results=results):
+        if await claims.record_polls(self._db, owner=self._owner, results=results):
             self._on_events()
         return [None] * len(results)
 

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app import own_simulator, transport
 from app.delivery import Deliverer
@@ -22,7 +21,7 @@ from app.poller import Poller
 from app.scheduler import Ticker
 from app.settings import Settings
 from app.store import claims, clients, watches
-from app.store.engine import create_engine, migrate
+from app.store.database import Database, migrate, open_database
 from app.upstream import UpstreamClient
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True, slots=True)
 class Relay:
     settings: Settings
-    engine: AsyncEngine
+    db: Database
     metrics: Metrics
     ticker: Ticker
     clients: clients.KnownClients
@@ -59,9 +58,9 @@ async def running(
 
     :param served: where the relay is served, when it polls its own simulator.
     """
-    engine = create_engine(settings.database_url)
-    await migrate(engine)
-    await _bootstrap(engine, settings)
+    db = open_database(settings.database_url)
+    await migrate(db)
+    await _bootstrap(db, settings)
     owner = new_id("own")
     metrics = Metrics()
     ticker = Ticker(interval=settings.tick_interval)
@@ -76,7 +75,7 @@ async def running(
         upstream_key = upstream_key or SecretStr(own_simulator.API_KEY)
     delivery_transport = transport.create_transport(max_connections=settings.delivery_concurrency)
     deliverer = Deliverer(
-        engine=engine,
+        db=db,
         transport=delivery_transport,
         timeout=settings.delivery_timeout,
         owner=owner,
@@ -89,7 +88,7 @@ async def running(
         on_slot_free=lambda: ticker.kick(DELIVER),
     )
     poller = Poller(
-        engine=engine,
+        db=db,
         upstream=UpstreamClient(
             upstream_transport,
             base_url=upstream_base_url,
@@ -120,21 +119,21 @@ async def running(
     try:
         yield Relay(
             settings,
-            engine,
+            db,
             metrics,
             ticker,
-            clients.KnownClients(engine),
-            watches.Registrations(engine, poll_interval=settings.poll_interval),
+            clients.KnownClients(db),
+            watches.Registrations(db, poll_interval=settings.poll_interval),
         )
     finally:
         await ticker.stop(settings.shutdown_grace)
         await asyncio.gather(
             poller.drain(settings.shutdown_grace), deliverer.drain(settings.shutdown_grace)
         )
-        await claims.release_leases(engine, owner=owner)
+        await claims.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
-        await engine.dispose()
+        await db.dispose()
 
 
 def _poll_concurrency(settings: Settings) -> int:
@@ -145,10 +144,10 @@ def _poll_concurrency(settings: Settings) -> int:
     return min(settings.poll_concurrency, max(1, math.ceil(settings.upstream_rps * 2)))
 
 
-async def _bootstrap(engine: AsyncEngine, settings: Settings) -> None:
+async def _bootstrap(db: Database, settings: Settings) -> None:
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
-    boot = await clients.bootstrap_default_client(engine, api_key=api_key, signing_secret=secret)
+    boot = await clients.bootstrap_default_client(db, api_key=api_key, signing_secret=secret)
     if boot.generated_api_key:
         log.warning(
             "RELAY_API_KEY is not set, so an API key was generated. It is shown only this once; "

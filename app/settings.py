@@ -34,7 +34,7 @@ class Settings(BaseSettings):
     nebula_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("NEBULA_API_KEY", "nebula_api_key")
     )
-    database_url: str = "sqlite+aiosqlite:///./relay.db"
+    database_url: str = "sqlite:///./relay.db"
     api_key: SecretStr | None = None
     signing_secret: SecretStr | None = None
     poll_interval: float = Field(5.0, gt=0)

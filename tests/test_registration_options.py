@@ -12,7 +12,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import select
 
-from app.store.engine import create_engine
+from app.store.database import open_database
 from app.store.tables import watches
 from tests.conftest import RelayClient, RelayFactory, Upstream
 from tests.receiver import Receiver
@@ -47,12 +47,13 @@ async def test_a_task_submitted_with_the_apps_own_key_is_polled_with_that_key_ke
     assert "upstream_api_key" not in watch
     for text in [*map(json.dumps, shown), hooks.received[0].body.decode(), caplog.text]:
         assert APP_KEY not in text
-    engine = create_engine(database_url)
+    db = open_database(database_url)
     try:
-        async with engine.connect() as conn:
-            stored = (await conn.execute(select(watches.c.upstream_api_key_encrypted))).scalar()
+        stored = await db.run(
+            lambda conn: conn.execute(select(watches.c.upstream_api_key_encrypted)).scalar()
+        )
     finally:
-        await engine.dispose()
+        await db.dispose()
     assert stored is not None
     assert APP_KEY not in stored
 

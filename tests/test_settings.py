@@ -32,7 +32,7 @@ def settings(**values: Any) -> Settings:
     [
         ("nebula_base_url", "https://llm.ai-nebula.com"),
         ("nebula_api_key", None),
-        ("database_url", "sqlite+aiosqlite:///./relay.db"),
+        ("database_url", "sqlite:///./relay.db"),
         ("api_key", None),
         ("signing_secret", None),
         ("poll_interval", 5.0),

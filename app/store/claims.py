@@ -15,14 +15,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, bindparam, exists, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy import ColumnElement, Connection, bindparam, exists, insert, or_, select, update
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from app import events as webhook_events
 from app.ids import event_id
 from app.states import EventState, WatchState
+from app.store.database import transaction
 from app.store.tables import attempts, clients, events, watches
+from app.store.types import UTCDateTime
 from app.upstream import TaskSnapshot
 
 
@@ -108,14 +109,11 @@ class AttemptResult:
         return self.status_code is not None and 200 <= self.status_code < 300
 
 
-async def claim_due_watches(
-    engine: AsyncEngine, *, owner: str, lease: float, limit: int, past_deadline_only: bool = False
-) -> list[DueWatch]:
-    """Oldest due first, so that when polling is rationed every watch still gets its turn.
-
-    `past_deadline_only` claims just the watches to expire, which need no upstream request.
-    """
-    now = datetime.now(UTC)
+def _watch_claim(*, past_deadline_only: bool) -> ReturningUpdate[Any]:
+    """Claiming is the most frequent statement of all, so it is built once, with `now`, `owner`,
+    `lease_until` and `limit` bound at each claim: building it anew and working out its cache
+    key cost more than running it."""
+    now = bindparam("now", type_=UTCDateTime())
     conditions = [
         watches.c.state == WatchState.ACTIVE,
         watches.c.next_poll_at <= now,
@@ -127,13 +125,13 @@ async def claim_due_watches(
         select(watches.c.id)
         .where(*conditions)
         .order_by(watches.c.next_poll_at)
-        .limit(limit)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )
-    claim = (
+    return (
         update(watches)
         .where(watches.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease))
+        .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("lease_until"))
         .returning(
             watches.c.id,
             watches.c.task_id,
@@ -154,13 +152,38 @@ async def claim_due_watches(
             watches.c.event_seq,
         )
     )
-    async with engine.begin() as conn:
-        return [DueWatch(*row) for row in await conn.execute(claim)]
 
 
-async def record_polls(
-    engine: AsyncEngine, *, owner: str, results: Sequence[PollResult]
-) -> list[str]:
+_CLAIM_WATCHES = {flag: _watch_claim(past_deadline_only=flag) for flag in (False, True)}
+
+
+@transaction
+def claim_due_watches(
+    conn: Connection, *, owner: str, lease: float, limit: int, past_deadline_only: bool = False
+) -> list[DueWatch]:
+    """Oldest due first, so that when polling is rationed every watch still gets its turn.
+
+    `past_deadline_only` claims just the watches to expire, which need no upstream request.
+    """
+    now = datetime.now(UTC)
+    claimed = conn.execute(
+        _CLAIM_WATCHES[past_deadline_only],
+        _claim_params(owner=owner, lease=lease, limit=limit, now=now),
+    )
+    return [DueWatch(*row) for row in claimed]
+
+
+def _claim_params(*, owner: str, lease: float, limit: int, now: datetime) -> dict[str, Any]:
+    return {
+        "now": now,
+        "owner": owner,
+        "lease_until": now + timedelta(seconds=lease),
+        "limit": limit,
+    }
+
+
+@transaction
+def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult]) -> list[str]:
     """Write a batch of polls back in one transaction; return the ids of events created.
 
     An ending watch moves to `notifying` and gets its webhook in the outbox in the same
@@ -193,68 +216,67 @@ async def record_polls(
         "lease_expires_at": None,
         "updated_at": now,
     }
-    async with engine.begin() as conn:
-        if seen:
-            await conn.execute(
-                update(watches)
-                .where(*mine)
-                .values(
-                    task_status=bindparam("b_status"),
-                    upstream_status=bindparam("b_upstream_status"),
-                    progress=bindparam("b_progress"),
-                    last_poll_error=None,
-                    next_poll_at=bindparam("b_next_poll_at"),
-                    not_found_since=None,
-                    consecutive_errors=0,
-                    consecutive_refusals=0,
-                    poll_count=watches.c.poll_count + 1,
-                    last_polled_at=now,
-                    **release,
-                ),
-                [
-                    {
-                        "b_id": r.watch.id,
-                        "b_status": r.snapshot.status.value,
-                        "b_upstream_status": r.snapshot.upstream_status[:64],
-                        "b_progress": r.snapshot.progress,
-                        "b_next_poll_at": r.next_poll_at,
-                    }
-                    for r in seen
-                    if r.snapshot is not None
-                ],
-            )
-        if failed:
-            await conn.execute(
-                update(watches)
-                .where(*mine)
-                .values(
-                    last_poll_error=bindparam("b_error"),
-                    next_poll_at=bindparam("b_next_poll_at"),
-                    not_found_since=bindparam("b_not_found_since"),
-                    consecutive_errors=bindparam("b_errors"),
-                    consecutive_refusals=bindparam("b_refusals"),
-                    poll_count=watches.c.poll_count + 1,
-                    last_polled_at=now,
-                    **release,
-                ),
-                [
-                    {
-                        "b_id": r.watch.id,
-                        "b_error": r.error,
-                        "b_next_poll_at": r.next_poll_at,
-                        "b_not_found_since": r.not_found_since,
-                        "b_errors": r.consecutive_errors,
-                        "b_refusals": r.consecutive_refusals,
-                    }
-                    for r in failed
-                ],
-            )
-        created = await _write_events(conn, owner, mine, release, [*updates, *ending], now)
+    if seen:
+        conn.execute(
+            update(watches)
+            .where(*mine)
+            .values(
+                task_status=bindparam("b_status"),
+                upstream_status=bindparam("b_upstream_status"),
+                progress=bindparam("b_progress"),
+                last_poll_error=None,
+                next_poll_at=bindparam("b_next_poll_at"),
+                not_found_since=None,
+                consecutive_errors=0,
+                consecutive_refusals=0,
+                poll_count=watches.c.poll_count + 1,
+                last_polled_at=now,
+                **release,
+            ),
+            [
+                {
+                    "b_id": r.watch.id,
+                    "b_status": r.snapshot.status.value,
+                    "b_upstream_status": r.snapshot.upstream_status[:64],
+                    "b_progress": r.snapshot.progress,
+                    "b_next_poll_at": r.next_poll_at,
+                }
+                for r in seen
+                if r.snapshot is not None
+            ],
+        )
+    if failed:
+        conn.execute(
+            update(watches)
+            .where(*mine)
+            .values(
+                last_poll_error=bindparam("b_error"),
+                next_poll_at=bindparam("b_next_poll_at"),
+                not_found_since=bindparam("b_not_found_since"),
+                consecutive_errors=bindparam("b_errors"),
+                consecutive_refusals=bindparam("b_refusals"),
+                poll_count=watches.c.poll_count + 1,
+                last_polled_at=now,
+                **release,
+            ),
+            [
+                {
+                    "b_id": r.watch.id,
+                    "b_error": r.error,
+                    "b_next_poll_at": r.next_poll_at,
+                    "b_not_found_since": r.not_found_since,
+                    "b_errors": r.consecutive_errors,
+                    "b_refusals": r.consecutive_refusals,
+                }
+                for r in failed
+            ],
+        )
+    created = _write_events(conn, owner, mine, release, [*updates, *ending], now)
     return created
 
 
-async def _write_events(
-    conn: AsyncConnection,
+def _write_events(
+    conn: Connection,
     owner: str,
     mine: tuple[ColumnElement[bool], ...],
     release: dict[str, Any],
@@ -273,7 +295,7 @@ async def _write_events(
         return []
     held = set(
         (
-            await conn.execute(
+            conn.execute(
                 select(watches.c.id)
                 .where(
                     watches.c.id.in_([result.watch.id for result in results]),
@@ -296,10 +318,10 @@ async def _write_events(
         values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
         if polled:
             values["poll_count"] = watches.c.poll_count + 1
-        await conn.execute(update(watches).where(*mine).values(values), rows)
+        conn.execute(update(watches).where(*mine).values(values), rows)
     new_events = [_event_row(result, now) for result in moving]
     if new_events:
-        await conn.execute(insert(events), new_events)
+        conn.execute(insert(events), new_events)
     return [row["id"] for row in new_events]
 
 
@@ -367,9 +389,8 @@ def _event_row(result: PollResult, now: datetime) -> dict[str, Any]:
     }
 
 
-async def claim_due_events(
-    engine: AsyncEngine, *, owner: str, lease: float, limit: int
-) -> list[DueEvent]:
+@transaction
+def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) -> list[DueEvent]:
     """Claim due events, first attempts before retries, and never one while an earlier event of
     its watch is still pending.
 
@@ -379,19 +400,22 @@ async def claim_due_events(
     final event.
     """
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        claimed = list(await conn.execute(_claim_events(owner, lease, limit, now, fresh=True)))
-        if len(claimed) < limit:
-            retries = _claim_events(owner, lease, limit - len(claimed), now, fresh=False)
-            claimed += await conn.execute(retries)
-        if not claimed:
-            return []
-        signers = await conn.execute(
-            select(clients.c.id, clients.c.signing_secret).where(
-                clients.c.id.in_({row.client_id for row in claimed})
-            )
+    claimed = list(
+        conn.execute(
+            _CLAIM_EVENTS[True], _claim_params(owner=owner, lease=lease, limit=limit, now=now)
         )
-        secrets = {row.id: row.signing_secret for row in signers}
+    )
+    if len(claimed) < limit:
+        retries = _claim_params(owner=owner, lease=lease, limit=limit - len(claimed), now=now)
+        claimed += conn.execute(_CLAIM_EVENTS[False], retries)
+    if not claimed:
+        return []
+    signers = conn.execute(
+        select(clients.c.id, clients.c.signing_secret).where(
+            clients.c.id.in_({row.client_id for row in claimed})
+        )
+    )
+    secrets = {row.id: row.signing_secret for row in signers}
     return [
         DueEvent(
             id=row.id,
@@ -407,9 +431,9 @@ async def claim_due_events(
     ]
 
 
-def _claim_events(
-    owner: str, lease: float, limit: int, now: datetime, *, fresh: bool
-) -> ReturningUpdate[Any]:
+def _event_claim(*, fresh: bool) -> ReturningUpdate[Any]:
+    """Built once, as `_watch_claim` is."""
+    now = bindparam("now", type_=UTCDateTime())
     earlier = events.alias("earlier")
     due = (
         select(events.c.id)
@@ -425,13 +449,13 @@ def _claim_events(
             ),
         )
         .order_by(events.c.next_attempt_at)
-        .limit(limit)
+        .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
     )
     return (
         update(events)
         .where(events.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease))
+        .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("lease_until"))
         .returning(
             events.c.id,
             events.c.watch_id,
@@ -443,6 +467,10 @@ def _claim_events(
             events.c.client_id,
         )
     )
+
+
+#: By whether the events are fresh (never attempted) or retries.
+_CLAIM_EVENTS = {fresh: _event_claim(fresh=fresh) for fresh in (True, False)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -467,9 +495,8 @@ class Outcome:
         return WatchState.COMPLETED if self.result.delivered else WatchState.FAILED
 
 
-async def record_attempts(
-    engine: AsyncEngine, *, owner: str, outcomes: Sequence[Outcome]
-) -> list[None]:
+@transaction
+def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]) -> list[None]:
     """Log a batch of attempts and move their events and watches on, in one transaction.
 
     An event is moved only while we still hold it and it is pending (a cancel wins); its watch
@@ -477,82 +504,81 @@ async def record_attempts(
     """
     now = datetime.now(UTC)
     ending = [o for o in outcomes if o.watch_state is not None]
-    async with engine.begin() as conn:
-        await conn.execute(
-            insert(attempts),
-            [
-                {
-                    "event_id": o.event.id,
-                    "attempted_at": o.result.attempted_at,
-                    "duration_ms": o.result.duration_ms,
-                    "status_code": o.result.status_code,
-                    "error": o.result.error,
-                    "response_excerpt": o.result.response_excerpt,
-                    "next_attempt_at": o.retry_at,
-                }
-                for o in outcomes
-            ],
+    conn.execute(
+        insert(attempts),
+        [
+            {
+                "event_id": o.event.id,
+                "attempted_at": o.result.attempted_at,
+                "duration_ms": o.result.duration_ms,
+                "status_code": o.result.status_code,
+                "error": o.result.error,
+                "response_excerpt": o.result.response_excerpt,
+                "next_attempt_at": o.retry_at,
+            }
+            for o in outcomes
+        ],
+    )
+    conn.execute(
+        update(events)
+        .where(
+            events.c.id == bindparam("b_id"),
+            events.c.lease_owner == owner,
+            events.c.state == EventState.PENDING,
         )
-        await conn.execute(
-            update(events)
+        .values(
+            state=bindparam("b_state"),
+            attempts=events.c.attempts + 1,
+            next_attempt_at=bindparam("b_retry_at"),
+            lease_owner=None,
+            lease_expires_at=None,
+            last_status_code=bindparam("b_status_code"),
+            last_error=bindparam("b_error"),
+            delivered_at=bindparam("b_delivered_at"),
+        ),
+        [
+            {
+                "b_id": o.event.id,
+                "b_state": o.event_state,
+                "b_retry_at": o.retry_at,
+                "b_status_code": o.result.status_code,
+                "b_error": o.result.error,
+                "b_delivered_at": o.result.attempted_at if o.result.delivered else None,
+            }
+            for o in outcomes
+        ],
+    )
+    if ending:
+        conn.execute(
+            update(watches)
             .where(
-                events.c.id == bindparam("b_id"),
-                events.c.lease_owner == owner,
-                events.c.state == EventState.PENDING,
+                watches.c.id == bindparam("b_watch_id"),
+                watches.c.state == WatchState.NOTIFYING,
+                exists().where(
+                    events.c.id == bindparam("b_event_id"),
+                    events.c.state == bindparam("b_event_state"),
+                ),
             )
-            .values(
-                state=bindparam("b_state"),
-                attempts=events.c.attempts + 1,
-                next_attempt_at=bindparam("b_retry_at"),
-                lease_owner=None,
-                lease_expires_at=None,
-                last_status_code=bindparam("b_status_code"),
-                last_error=bindparam("b_error"),
-                delivered_at=bindparam("b_delivered_at"),
-            ),
+            .values(state=bindparam("b_watch_state"), updated_at=now),
             [
                 {
-                    "b_id": o.event.id,
-                    "b_state": o.event_state,
-                    "b_retry_at": o.retry_at,
-                    "b_status_code": o.result.status_code,
-                    "b_error": o.result.error,
-                    "b_delivered_at": o.result.attempted_at if o.result.delivered else None,
+                    "b_watch_id": o.event.watch_id,
+                    "b_event_id": o.event.id,
+                    "b_event_state": o.event_state,
+                    "b_watch_state": o.watch_state,
                 }
-                for o in outcomes
+                for o in ending
             ],
         )
-        if ending:
-            await conn.execute(
-                update(watches)
-                .where(
-                    watches.c.id == bindparam("b_watch_id"),
-                    watches.c.state == WatchState.NOTIFYING,
-                    exists().where(
-                        events.c.id == bindparam("b_event_id"),
-                        events.c.state == bindparam("b_event_state"),
-                    ),
-                )
-                .values(state=bindparam("b_watch_state"), updated_at=now),
-                [
-                    {
-                        "b_watch_id": o.event.watch_id,
-                        "b_event_id": o.event.id,
-                        "b_event_state": o.event_state,
-                        "b_watch_state": o.watch_state,
-                    }
-                    for o in ending
-                ],
-            )
     return [None] * len(outcomes)
 
 
-async def release_leases(engine: AsyncEngine, *, owner: str) -> None:
+@transaction
+def release_leases(conn: Connection, *, owner: str) -> None:
     """On a graceful stop, hand back what we claimed but did not finish, so it is due at once."""
-    async with engine.begin() as conn:
-        for table in (watches, events):
-            await conn.execute(
-                update(table)
-                .where(table.c.lease_owner == owner)
-                .values(lease_owner=None, lease_expires_at=None)
-            )
+    for table in (watches, events):
+        conn.execute(
+            update(table)
+            .where(table.c.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )

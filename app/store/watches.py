@@ -7,14 +7,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select, update
+from sqlalchemy import Connection, Row, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from app import events as webhook_events
 from app.ids import new_id
 from app.states import EventState, WatchState
 from app.store.batching import Batcher
+from app.store.database import Database, transaction
 from app.store.tables import attempts, events, watches
 
 _LIVE = (WatchState.ACTIVE, WatchState.NOTIFYING)
@@ -118,8 +118,8 @@ class Registrations:
     :param poll_interval: the interval of watches that set none.
     """
 
-    def __init__(self, engine: AsyncEngine, *, poll_interval: float) -> None:
-        self._engine = engine
+    def __init__(self, db: Database, *, poll_interval: float) -> None:
+        self._db = db
         self._poll_interval = poll_interval
         self._batcher: Batcher[dict[str, Any], bool] = Batcher(self._write)
 
@@ -176,49 +176,54 @@ class Registrations:
         }
         if await self._batcher.submit(row):
             return watch, True  # as written: reading it back would only cost a round trip
-        async with self._engine.connect() as conn:
-            existing = (
-                await conn.execute(
-                    select(*_WATCH_COLUMNS).where(
-                        watches.c.client_id == client_id,
-                        watches.c.task_id == task_id,
-                        watches.c.callback_url == callback_url,
-                        watches.c.state != WatchState.CANCELLED,
-                    )
-                )
-            ).one()
-            found = await _with_events(conn, [existing])
-        return found[0], False
+        live = await _live_watch(
+            self._db, client_id=client_id, task_id=task_id, callback_url=callback_url
+        )
+        return live, False
 
     async def _write(self, rows: Sequence[dict[str, Any]]) -> list[bool]:
         """Which rows went in (False: a live watch for the same task and callback exists)."""
-        insert_ = (
-            postgresql.insert(watches)
-            if self._engine.dialect.name == "postgresql"
-            else sqlite.insert(watches)
-        )
-        statement = insert_.on_conflict_do_nothing().returning(watches.c.id)
-        async with self._engine.begin() as conn:
-            inserted = set((await conn.execute(statement, list(rows))).scalars())
+        inserted = await _insert_new(self._db, rows)
         return [row["id"] in inserted for row in rows]
 
 
-async def get(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                select(*_WATCH_COLUMNS).where(
-                    watches.c.client_id == client_id, watches.c.id == watch_id
-                )
-            )
-        ).one_or_none()
-        if row is None:
-            return None
-        return (await _with_events(conn, [row]))[0]
+@transaction
+def _insert_new(conn: Connection, rows: Sequence[dict[str, Any]]) -> set[str]:
+    insert_ = (
+        postgresql.insert(watches) if conn.dialect.name == "postgresql" else sqlite.insert(watches)
+    )
+    statement = insert_.on_conflict_do_nothing().returning(watches.c.id)
+    return set(conn.execute(statement, list(rows)).scalars())
 
 
-async def page(
-    engine: AsyncEngine,
+@transaction
+def _live_watch(conn: Connection, *, client_id: str, task_id: str, callback_url: str) -> Watch:
+    existing = conn.execute(
+        select(*_WATCH_COLUMNS).where(
+            watches.c.client_id == client_id,
+            watches.c.task_id == task_id,
+            watches.c.callback_url == callback_url,
+            watches.c.state != WatchState.CANCELLED,
+        )
+    ).one()
+    return _with_events(conn, [existing])[0]
+
+
+@transaction
+def get(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
+    return _read(conn, client_id, watch_id)
+
+
+def _read(conn: Connection, client_id: str, watch_id: str) -> Watch | None:
+    row = conn.execute(
+        select(*_WATCH_COLUMNS).where(watches.c.client_id == client_id, watches.c.id == watch_id)
+    ).one_or_none()
+    return None if row is None else _with_events(conn, [row])[0]
+
+
+@transaction
+def page(
+    conn: Connection,
     *,
     client_id: str,
     limit: int,
@@ -235,97 +240,89 @@ async def page(
     if task_id is not None:
         query = query.where(watches.c.task_id == task_id)
     query = query.order_by(watches.c.id.desc()).limit(limit)
-    async with engine.connect() as conn:
-        rows = (await conn.execute(query)).all()
-        return await _with_events(conn, rows)
+    return _with_events(conn, conn.execute(query).all())
 
 
-async def cancel(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
+@transaction
+def cancel(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
     """Stop polling and withdraw any undelivered webhook, in one transaction.
 
     Cancelling twice is harmless; cancelling a watch whose webhook was already delivered or
     dead-lettered raises `WrongState`, since nothing is left to stop.
     """
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        changed = await conn.execute(
-            update(watches)
-            .where(
-                watches.c.client_id == client_id,
-                watches.c.id == watch_id,
-                watches.c.state.in_(_LIVE),
-            )
-            .values(state=WatchState.CANCELLED, lease_owner=None, updated_at=now)
+    changed = conn.execute(
+        update(watches)
+        .where(
+            watches.c.client_id == client_id,
+            watches.c.id == watch_id,
+            watches.c.state.in_(_LIVE),
         )
-        if changed.rowcount:
-            await conn.execute(
-                update(events)
-                .where(events.c.watch_id == watch_id, events.c.state == EventState.PENDING)
-                .values(state=EventState.CANCELLED, next_attempt_at=None)
-            )
-    watch = await get(engine, client_id=client_id, watch_id=watch_id)
+        .values(state=WatchState.CANCELLED, lease_owner=None, updated_at=now)
+    )
+    if changed.rowcount:
+        conn.execute(
+            update(events)
+            .where(events.c.watch_id == watch_id, events.c.state == EventState.PENDING)
+            .values(state=EventState.CANCELLED, next_attempt_at=None)
+        )
+    watch = _read(conn, client_id, watch_id)
     if watch is not None and watch.state != WatchState.CANCELLED:
         raise WrongState(watch.state)
     return watch
 
 
-async def redeliver(engine: AsyncEngine, *, client_id: str, watch_id: str) -> Watch | None:
+@transaction
+def redeliver(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
     """Queue the watch's final event to be sent again now, as a new round of the schedule.
 
     The event keeps its id and body: to the receiver, a redelivery is just another delivery.
     """
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        terminal = (
-            await conn.execute(
-                select(events.c.id)
-                .join(watches, watches.c.id == events.c.watch_id)
-                .where(
-                    watches.c.client_id == client_id,
-                    watches.c.id == watch_id,
-                    watches.c.state.in_(_ENDED),
-                    events.c.type.in_(webhook_events.TERMINAL),
-                )
-            )
-        ).scalar_one_or_none()
-        if terminal is not None:
-            await conn.execute(
-                update(events).where(events.c.id == terminal).values(**_requeued(now))
-            )
-            await conn.execute(
-                update(watches)
-                .where(watches.c.id == watch_id)
-                .values(state=WatchState.NOTIFYING, updated_at=now)
-            )
-    watch = await get(engine, client_id=client_id, watch_id=watch_id)
+    terminal = conn.execute(
+        select(events.c.id)
+        .join(watches, watches.c.id == events.c.watch_id)
+        .where(
+            watches.c.client_id == client_id,
+            watches.c.id == watch_id,
+            watches.c.state.in_(_ENDED),
+            events.c.type.in_(webhook_events.TERMINAL),
+        )
+    ).scalar_one_or_none()
+    if terminal is not None:
+        conn.execute(update(events).where(events.c.id == terminal).values(**_requeued(now)))
+        conn.execute(
+            update(watches)
+            .where(watches.c.id == watch_id)
+            .values(state=WatchState.NOTIFYING, updated_at=now)
+        )
+    watch = _read(conn, client_id, watch_id)
     if watch is not None and terminal is None:
         raise WrongState(watch.state)
     return watch
 
 
-async def recover(engine: AsyncEngine, *, client_id: str, since: datetime) -> int:
+@transaction
+def recover(conn: Connection, *, client_id: str, since: datetime) -> int:
     """Queue again every event of the client that was given up on since `since`."""
     now = datetime.now(UTC)
-    async with engine.begin() as conn:
-        requeued = (
-            await conn.execute(
-                update(events)
-                .where(
-                    events.c.client_id == client_id,
-                    events.c.state == EventState.FAILED,
-                    events.c.created_at >= since,
-                )
-                .values(**_requeued(now))
-                .returning(events.c.watch_id, events.c.type)
-            )
-        ).all()
-        ended = {row.watch_id for row in requeued if row.type in webhook_events.TERMINAL}
-        if ended:
-            await conn.execute(
-                update(watches)
-                .where(watches.c.id.in_(ended), watches.c.state == WatchState.FAILED)
-                .values(state=WatchState.NOTIFYING, updated_at=now)
-            )
+    requeued = conn.execute(
+        update(events)
+        .where(
+            events.c.client_id == client_id,
+            events.c.state == EventState.FAILED,
+            events.c.created_at >= since,
+        )
+        .values(**_requeued(now))
+        .returning(events.c.watch_id, events.c.type)
+    ).all()
+    ended = {row.watch_id for row in requeued if row.type in webhook_events.TERMINAL}
+    if ended:
+        conn.execute(
+            update(watches)
+            .where(watches.c.id.in_(ended), watches.c.state == WatchState.FAILED)
+            .values(state=WatchState.NOTIFYING, updated_at=now)
+        )
     return len(requeued)
 
 
@@ -339,43 +336,37 @@ def _requeued(now: datetime) -> dict[str, Any]:
     }
 
 
-async def attempts_of(
-    engine: AsyncEngine, *, client_id: str, watch_id: str
-) -> list[Attempt] | None:
+@transaction
+def attempts_of(conn: Connection, *, client_id: str, watch_id: str) -> list[Attempt] | None:
     """Every delivery attempt of every event of the watch, oldest first; None if no such watch."""
-    async with engine.connect() as conn:
-        owned = (
-            await conn.execute(
-                select(watches.c.id).where(
-                    watches.c.client_id == client_id, watches.c.id == watch_id
-                )
-            )
-        ).one_or_none()
-        if owned is None:
-            return None
-        rows = await conn.execute(
-            select(
-                attempts.c.event_id,
-                events.c.type.label("event_type"),
-                attempts.c.attempted_at,
-                attempts.c.duration_ms,
-                attempts.c.status_code,
-                attempts.c.error,
-                attempts.c.response_excerpt,
-                attempts.c.next_attempt_at,
-            )
-            .join(events, events.c.id == attempts.c.event_id)
-            .where(events.c.watch_id == watch_id)
-            .order_by(attempts.c.id)
+    owned = conn.execute(
+        select(watches.c.id).where(watches.c.client_id == client_id, watches.c.id == watch_id)
+    ).one_or_none()
+    if owned is None:
+        return None
+    rows = conn.execute(
+        select(
+            attempts.c.event_id,
+            events.c.type.label("event_type"),
+            attempts.c.attempted_at,
+            attempts.c.duration_ms,
+            attempts.c.status_code,
+            attempts.c.error,
+            attempts.c.response_excerpt,
+            attempts.c.next_attempt_at,
         )
-        return [Attempt(**row._mapping) for row in rows]
+        .join(events, events.c.id == attempts.c.event_id)
+        .where(events.c.watch_id == watch_id)
+        .order_by(attempts.c.id)
+    )
+    return [Attempt(**row._mapping) for row in rows]
 
 
-async def _with_events(conn: AsyncConnection, rows: Sequence[Row[Any]]) -> list[Watch]:
+def _with_events(conn: Connection, rows: Sequence[Row[Any]]) -> list[Watch]:
     ids = [row.id for row in rows]
     summaries: dict[str, EventSummary] = {}
     if ids:
-        result = await conn.execute(
+        result = conn.execute(
             select(events.c.watch_id, *_EVENT_COLUMNS)
             .where(events.c.watch_id.in_(ids))
             .order_by(events.c.seq)

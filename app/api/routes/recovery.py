@@ -14,7 +14,7 @@ router = APIRouter(tags=["watches"])
 @router.post("/v1/recover")
 async def recover(body: RecoverRequest, relay: RelayDep, client: CurrentClient) -> RecoverResult:
     """Queue again every event given up on (dead-lettered) that was created since `since`."""
-    recovered = await watches.recover(relay.engine, client_id=client.id, since=body.since)
+    recovered = await watches.recover(relay.db, client_id=client.id, since=body.since)
     if recovered:
         relay.deliver_now()
     return RecoverResult(recovered=recovered)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import CurrentClient, RelayDep
 from app.api.schemas import ClientOut, Health
+from app.store.database import ping
 
 router = APIRouter()
 
@@ -23,8 +23,7 @@ async def healthz() -> Health:
 async def readyz(relay: RelayDep) -> Health:
     """The database answers (readiness)."""
     try:
-        async with relay.engine.connect() as conn:
-            await conn.execute(text("SELECT 1"))
+        await ping(relay.db)
     except (SQLAlchemyError, OSError):
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, "database unreachable") from None
     return Health(status="ok")

@@ -83,7 +83,7 @@ async def register_watch(
     )
     if replayable is not None:
         key, request_hash = replayable
-        stored = await idempotency.find(relay.engine, client_id=client.id, key=key)
+        stored = await idempotency.find(relay.db, client_id=client.id, key=key)
         if stored is not None:
             return _replay(stored, request_hash)
     watch, created = await relay.registrations.register(
@@ -103,7 +103,7 @@ async def register_watch(
     if replayable is not None:
         key, request_hash = replayable
         stored = await idempotency.save(
-            relay.engine,
+            relay.db,
             client_id=client.id,
             key=key,
             response=idempotency.StoredResponse(request_hash, status_code, out),
@@ -150,7 +150,7 @@ async def list_watches(
     if cursor is not None and not _CURSOR.match(cursor):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is not one this API returned")
     found = await watches.page(
-        relay.engine,
+        relay.db,
         client_id=client.id,
         limit=limit + 1,
         before=cursor,
@@ -163,7 +163,7 @@ async def list_watches(
 
 @router.get("/{watch_id}", responses={404: {"description": _NOT_FOUND}})
 async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
-    watch = await watches.get(relay.engine, client_id=client.id, watch_id=watch_id)
+    watch = await watches.get(relay.db, client_id=client.id, watch_id=watch_id)
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     return WatchOut.model_validate(watch)
@@ -179,7 +179,7 @@ async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
 async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
     return await _transition(
-        watches.cancel(relay.engine, client_id=client.id, watch_id=watch_id),
+        watches.cancel(relay.db, client_id=client.id, watch_id=watch_id),
         conflict="the watch is already {state}; nothing to cancel",
     )
 
@@ -187,7 +187,7 @@ async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) ->
 @router.get("/{watch_id}/attempts", responses={404: {"description": _NOT_FOUND}})
 async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -> AttemptPage:
     """Every delivery attempt of the watch's webhooks, oldest first."""
-    found = await watches.attempts_of(relay.engine, client_id=client.id, watch_id=watch_id)
+    found = await watches.attempts_of(relay.db, client_id=client.id, watch_id=watch_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     return AttemptPage(data=[AttemptOut.model_validate(attempt) for attempt in found])
@@ -204,7 +204,7 @@ async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -
 async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Send the final webhook again now, with the same `webhook-id` and body."""
     watch = await _transition(
-        watches.redeliver(relay.engine, client_id=client.id, watch_id=watch_id),
+        watches.redeliver(relay.db, client_id=client.id, watch_id=watch_id),
         conflict="the watch is {state}; it has no webhook to send again",
     )
     relay.deliver_now()

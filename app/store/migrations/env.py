@@ -8,7 +8,7 @@ from alembic import context
 from sqlalchemy import Connection
 
 from app.settings import Settings
-from app.store.engine import create_engine
+from app.store.database import open_database
 from app.store.tables import metadata
 
 
@@ -19,10 +19,11 @@ def _run(connection: Connection) -> None:
 
 
 async def _run_from_settings() -> None:
-    engine = create_engine(Settings().database_url)
-    async with engine.begin() as connection:
-        await connection.run_sync(_run)
-    await engine.dispose()
+    db = open_database(Settings().database_url)
+    try:
+        await db.run(_run)
+    finally:
+        await db.dispose()
 
 
 _connection = context.config.attributes.get("connection")
