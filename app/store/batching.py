@@ -1,8 +1,9 @@
 """Group commit: writes that arrive while another is under way share the next transaction.
 
-With SQLite's single writer, every transaction queues behind the one before it; under load,
-most of a write's time is that queue. Whatever queued meanwhile goes in together, as one statement
-and one commit. No write waits for a timer: a lone write goes at once.
+A transaction has a cost of its own, whatever it writes: building and running its statements, the
+commit, on PostgreSQL the round trips. Under load, writes that arrive before the writer gets its
+turn on the event loop, or while it waits on PostgreSQL, go in together, as one statement and one
+commit. No write waits for a timer: a lone write goes at once.
 """
 
 from __future__ import annotations

@@ -3,22 +3,22 @@
 The store's queries are plain functions of a SQLAlchemy `Connection`, each one transaction
 (`transaction`); a `Database` runs them where its driver does best:
 
-- SQLite, on a thread of its own, a whole transaction at a time. An asyncio driver for SQLite
-  (aiosqlite, which the relay used before) hands every cursor call to its thread and back:
-  four round trips per statement, each a pair of thread wake-ups. Measured here, a statement
-  cost about 380 µs of CPU that way against 45 µs in one go, and claiming ten watches 1.2 ms,
-  most of a poll's share of the database. Now each transaction costs one round trip.
+- SQLite, in the event loop's own thread, a whole transaction at a time. SQLite is a library,
+  not a server: a statement of the relay's (indexed, batched) takes tens of microseconds, and in
+  WAL mode with `synchronous=NORMAL` a commit does not wait for the disk. Handing the work to
+  another thread cost more than the work: through aiosqlite (which the relay used before), each
+  cursor call was a round trip to its thread, about 380 µs of CPU per statement against 45 µs in
+  place; with whole transactions on a thread of their own, the two threads' contention for the
+  GIL ate the gain. The benchmark's figures are in the README ("Performance").
 - PostgreSQL, on the event loop through asyncpg, as SQLAlchemy's asyncio extension runs
-  synchronous code (`AsyncConnection.run_sync`): nothing waits on a thread there.
+  synchronous code (`AsyncConnection.run_sync`): waiting on the server never blocks the loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -52,7 +52,7 @@ def open_database(url: str) -> Database:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         sqlite = parsed.set(drivername="sqlite+pysqlite")
-        return _ThreadedSQLite(sqlite.render_as_string(hide_password=False))
+        return _SQLite(sqlite.render_as_string(hide_password=False))
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return _AsyncDriver(parsed.render_as_string(hide_password=False))
@@ -71,33 +71,25 @@ def transaction(
     return run
 
 
-class _ThreadedSQLite(Database):
-    """One connection on one thread for the whole process.
+class _SQLite(Database):
+    """One connection for the whole process, used in the event loop's thread.
 
-    SQLite lets one writer in at a time; with several connections, each waiting writer sleeps in
-    SQLite's busy handler. One thread turns the contention into a queue of transactions, served
-    in order, and keeps SQLite's waits (the busy timeout, a checkpoint's writes) off the event
-    loop. A transaction whose caller is cancelled still runs to its end: the store's writes are
-    all safe to have happened unseen (a claimed row's lease runs out, a watch written for a
-    client who went away is found by the registration it retries with).
+    SQLite lets one writer in at a time, and a transaction here runs start to end without giving
+    the loop back, so one connection serves every transaction in turn and none ever waits for
+    another. What can still hold the loop is another process writing the same file (SQLite's busy
+    timeout) and an occasional checkpoint: several replicas belong on PostgreSQL.
     """
 
     def __init__(self, url: str) -> None:
         self._engine: Engine = create_sync_engine(url, pool_size=1, max_overflow=0)
         event.listen(self._engine, "connect", _tune_sqlite)
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, self._in_transaction, work)
-
-    def _in_transaction(self, work: Callable[[Connection], T]) -> T:
         with self._engine.begin() as conn:
             return work(conn)
 
     async def dispose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._thread, self._engine.dispose)
-        self._thread.shutdown()
+        self._engine.dispose()
 
 
 class _AsyncDriver(Database):
@@ -113,8 +105,8 @@ class _AsyncDriver(Database):
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
-    """WAL lets readers proceed while a write is under way; the busy timeout absorbs other
-    processes' writes (a second relay on the same file, a migration from the command line)."""
+    """WAL lets other readers (a backup, an operator's `sqlite3` shell) proceed while the relay
+    writes; the busy timeout absorbs another process's short write (a migration run by hand)."""
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
