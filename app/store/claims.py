@@ -182,6 +182,33 @@ def _claim_params(*, owner: str, lease: float, limit: int, now: datetime) -> dic
     }
 
 
+#: The write-back of a poll that found its task still running, which most polls do: built once,
+#: as the claims are, with the owner and the time bound with each row.
+_RECORD_SEEN = (
+    update(watches)
+    .where(
+        watches.c.id == bindparam("b_id"),
+        watches.c.lease_owner == bindparam("b_owner"),
+        watches.c.state == WatchState.ACTIVE,
+    )
+    .values(
+        task_status=bindparam("b_status"),
+        upstream_status=bindparam("b_upstream_status"),
+        progress=bindparam("b_progress"),
+        last_poll_error=None,
+        next_poll_at=bindparam("b_next_poll_at"),
+        not_found_since=None,
+        consecutive_errors=0,
+        consecutive_refusals=0,
+        poll_count=watches.c.poll_count + 1,
+        last_polled_at=bindparam("b_now"),
+        lease_owner=None,
+        lease_expires_at=None,
+        updated_at=bindparam("b_now"),
+    )
+)
+
+
 @transaction
 def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult]) -> list[str]:
     """Write a batch of polls back in one transaction; return the ids of events created.
@@ -218,24 +245,12 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
     }
     if seen:
         conn.execute(
-            update(watches)
-            .where(*mine)
-            .values(
-                task_status=bindparam("b_status"),
-                upstream_status=bindparam("b_upstream_status"),
-                progress=bindparam("b_progress"),
-                last_poll_error=None,
-                next_poll_at=bindparam("b_next_poll_at"),
-                not_found_since=None,
-                consecutive_errors=0,
-                consecutive_refusals=0,
-                poll_count=watches.c.poll_count + 1,
-                last_polled_at=now,
-                **release,
-            ),
+            _RECORD_SEEN,
             [
                 {
                     "b_id": r.watch.id,
+                    "b_owner": owner,
+                    "b_now": now,
                     "b_status": r.snapshot.status.value,
                     "b_upstream_status": r.snapshot.upstream_status[:64],
                     "b_progress": r.snapshot.progress,
@@ -495,6 +510,39 @@ class Outcome:
         return WatchState.COMPLETED if self.result.delivered else WatchState.FAILED
 
 
+#: The write-backs of every delivery, built once as the claims are.
+_RECORD_ATTEMPT = (
+    update(events)
+    .where(
+        events.c.id == bindparam("b_id"),
+        events.c.lease_owner == bindparam("b_owner"),
+        events.c.state == EventState.PENDING,
+    )
+    .values(
+        state=bindparam("b_state"),
+        attempts=events.c.attempts + 1,
+        next_attempt_at=bindparam("b_retry_at"),
+        lease_owner=None,
+        lease_expires_at=None,
+        last_status_code=bindparam("b_status_code"),
+        last_error=bindparam("b_error"),
+        delivered_at=bindparam("b_delivered_at"),
+    )
+)
+_END_WATCHES = (
+    update(watches)
+    .where(
+        watches.c.id == bindparam("b_watch_id"),
+        watches.c.state == WatchState.NOTIFYING,
+        exists().where(
+            events.c.id == bindparam("b_event_id"),
+            events.c.state == bindparam("b_event_state"),
+        ),
+    )
+    .values(state=bindparam("b_watch_state"), updated_at=bindparam("b_now"))
+)
+
+
 @transaction
 def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]) -> list[None]:
     """Log a batch of attempts and move their events and watches on, in one transaction.
@@ -520,25 +568,11 @@ def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]
         ],
     )
     conn.execute(
-        update(events)
-        .where(
-            events.c.id == bindparam("b_id"),
-            events.c.lease_owner == owner,
-            events.c.state == EventState.PENDING,
-        )
-        .values(
-            state=bindparam("b_state"),
-            attempts=events.c.attempts + 1,
-            next_attempt_at=bindparam("b_retry_at"),
-            lease_owner=None,
-            lease_expires_at=None,
-            last_status_code=bindparam("b_status_code"),
-            last_error=bindparam("b_error"),
-            delivered_at=bindparam("b_delivered_at"),
-        ),
+        _RECORD_ATTEMPT,
         [
             {
                 "b_id": o.event.id,
+                "b_owner": owner,
                 "b_state": o.event_state,
                 "b_retry_at": o.retry_at,
                 "b_status_code": o.result.status_code,
@@ -550,22 +584,14 @@ def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]
     )
     if ending:
         conn.execute(
-            update(watches)
-            .where(
-                watches.c.id == bindparam("b_watch_id"),
-                watches.c.state == WatchState.NOTIFYING,
-                exists().where(
-                    events.c.id == bindparam("b_event_id"),
-                    events.c.state == bindparam("b_event_state"),
-                ),
-            )
-            .values(state=bindparam("b_watch_state"), updated_at=now),
+            _END_WATCHES,
             [
                 {
                     "b_watch_id": o.event.watch_id,
                     "b_event_id": o.event.id,
                     "b_event_state": o.event_state,
                     "b_watch_state": o.watch_state,
+                    "b_now": now,
                 }
                 for o in ending
             ],
