@@ -39,9 +39,25 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
     parser.add_argument(
         "--relay-access-log", action="store_true", help="keep uvicorn's access log in the relay"
     )
+    parser.add_argument(
+        "--batch-share",
+        type=float,
+        default=0.4,
+        help="share of tasks that end together halfway through the run (default 0.4); with 1, "
+        "the held-back webhooks drain with no polling going on",
+    )
+    parser.add_argument(
+        "--never-share",
+        type=float,
+        default=0.15,
+        help="share of tasks that never end within the run (default 0.15)",
+    )
     parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
     parser.add_argument("--keep", action="store_true", help="keep the logs and the database")
     args = parser.parse_args(argv)
+    shares = (args.batch_share, args.never_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        parser.error("--batch-share and --never-share must be shares of at most 1 together")
     relay_env = {}
     for item in args.relay_env:
         name, sep, value = item.partition("=")
@@ -59,6 +75,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         settle=args.settle,
         relay_env=relay_env,
         relay_access_log=args.relay_access_log,
+        batch_share=args.batch_share,
+        never_share=args.never_share,
         seed=args.seed,
         keep=args.keep,
     )
