@@ -15,7 +15,17 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, bindparam, exists, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    bindparam,
+    exists,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from app import events as webhook_events
@@ -182,15 +192,21 @@ def _claim_params(*, owner: str, lease: float, limit: int, now: datetime) -> dic
     }
 
 
+def _still_ours(table: Table, state: str) -> tuple[ColumnElement[bool], ...]:
+    """A write-back's condition: the row `b_id`, still leased by `b_owner` and still in `state`
+    (a cancellation, or another replica that reclaimed it, wins)."""
+    return (
+        table.c.id == bindparam("b_id"),
+        table.c.lease_owner == bindparam("b_owner"),
+        table.c.state == state,
+    )
+
+
 #: The write-back of a poll that found its task still running, which most polls do: built once,
 #: as the claims are, with the owner and the time bound with each row.
 _RECORD_SEEN = (
     update(watches)
-    .where(
-        watches.c.id == bindparam("b_id"),
-        watches.c.lease_owner == bindparam("b_owner"),
-        watches.c.state == WatchState.ACTIVE,
-    )
+    .where(*_still_ours(watches, WatchState.ACTIVE))
     .values(
         task_status=bindparam("b_status"),
         upstream_status=bindparam("b_upstream_status"),
@@ -233,11 +249,7 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
             seen.append(result)
     failed = [r for r in results if r.snapshot is None and not r.final]
     ending = [r for r in results if r.final]
-    mine = (
-        watches.c.id == bindparam("b_id"),
-        watches.c.lease_owner == owner,
-        watches.c.state == WatchState.ACTIVE,
-    )
+    mine = _still_ours(watches, WatchState.ACTIVE)
     release = {
         "lease_owner": None,
         "lease_expires_at": None,
@@ -277,6 +289,7 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
             [
                 {
                     "b_id": r.watch.id,
+                    "b_owner": owner,
                     "b_error": r.error,
                     "b_next_poll_at": r.next_poll_at,
                     "b_not_found_since": r.not_found_since,
@@ -327,7 +340,8 @@ def _write_events(
         changes = _watch_changes(result, now) | release
         key = (tuple(changes), result.polled)
         shapes.setdefault(key, []).append(
-            {"b_id": result.watch.id} | {f"v_{name}": value for name, value in changes.items()}
+            {"b_id": result.watch.id, "b_owner": owner}
+            | {f"v_{name}": value for name, value in changes.items()}
         )
     for (names, polled), rows in shapes.items():
         values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
@@ -513,11 +527,7 @@ class Outcome:
 #: The write-backs of every delivery, built once as the claims are.
 _RECORD_ATTEMPT = (
     update(events)
-    .where(
-        events.c.id == bindparam("b_id"),
-        events.c.lease_owner == bindparam("b_owner"),
-        events.c.state == EventState.PENDING,
-    )
+    .where(*_still_ours(events, EventState.PENDING))
     .values(
         state=bindparam("b_state"),
         attempts=events.c.attempts + 1,

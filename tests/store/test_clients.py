@@ -2,20 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from app.store.clients import KnownClients, bootstrap_default_client
-from app.store.database import Database, migrate, open_database
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    db = open_database(database_url)
-    await migrate(db)
-    yield db
-    await db.dispose()
+from app.store.database import Database
 
 
 async def test_a_key_resolves_to_its_client_and_a_wrong_one_to_nothing(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,14 +11,6 @@ from sqlalchemy import Connection, func, insert, select
 from app.store.clients import KnownClients, bootstrap_default_client
 from app.store.database import Database, migrate, open_database, ping, transaction
 from app.store.tables import clients
-
-
-@pytest.fixture
-async def db(database_url: str) -> AsyncIterator[Database]:
-    db = open_database(database_url)
-    await migrate(db)
-    yield db
-    await db.dispose()
 
 
 class Refused(Exception):
