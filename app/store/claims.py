@@ -202,11 +202,14 @@ def _still_ours(table: Table, state: str) -> tuple[ColumnElement[bool], ...]:
     )
 
 
+#: The condition of every write-back of a poll.
+_WATCH_STILL_OURS = _still_ours(watches, WatchState.ACTIVE)
+
 #: The write-back of a poll that found its task still running, which most polls do: built once,
 #: as the claims are, with the owner and the time bound with each row.
 _RECORD_SEEN = (
     update(watches)
-    .where(*_still_ours(watches, WatchState.ACTIVE))
+    .where(*_WATCH_STILL_OURS)
     .values(
         task_status=bindparam("b_status"),
         upstream_status=bindparam("b_upstream_status"),
@@ -249,7 +252,6 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
             seen.append(result)
     failed = [r for r in results if r.snapshot is None and not r.final]
     ending = [r for r in results if r.final]
-    mine = _still_ours(watches, WatchState.ACTIVE)
     release = {
         "lease_owner": None,
         "lease_expires_at": None,
@@ -275,7 +277,7 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
     if failed:
         conn.execute(
             update(watches)
-            .where(*mine)
+            .where(*_WATCH_STILL_OURS)
             .values(
                 last_poll_error=bindparam("b_error"),
                 next_poll_at=bindparam("b_next_poll_at"),
@@ -299,14 +301,13 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
                 for r in failed
             ],
         )
-    created = _write_events(conn, owner, mine, release, [*updates, *ending], now)
+    created = _write_events(conn, owner, release, [*updates, *ending], now)
     return created
 
 
 def _write_events(
     conn: Connection,
     owner: str,
-    mine: tuple[ColumnElement[bool], ...],
     release: dict[str, Any],
     results: Sequence[PollResult],
     now: datetime,
@@ -347,7 +348,7 @@ def _write_events(
         values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
         if polled:
             values["poll_count"] = watches.c.poll_count + 1
-        conn.execute(update(watches).where(*mine).values(values), rows)
+        conn.execute(update(watches).where(*_WATCH_STILL_OURS).values(values), rows)
     new_events = [_event_row(result, now) for result in moving]
     if new_events:
         conn.execute(insert(events), new_events)
