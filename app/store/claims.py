@@ -318,23 +318,20 @@ def _write_events(
     watch asked to hear about keeps it polling and sends a `task.updated`. The watches still ours
     are locked first, so that the statements after them (one per kind of change, for the whole
     batch) cannot be overtaken by a cancellation or a reclaim: an event is written only for a
-    watch that really moved.
+    watch that really moved. They are looked up by id alone and sorted out here: asked for their
+    state as well, SQLite walked its index of every active watch instead of looking the ids up.
     """
     if not results:
         return []
-    held = set(
-        (
-            conn.execute(
-                select(watches.c.id)
-                .where(
-                    watches.c.id.in_([result.watch.id for result in results]),
-                    watches.c.lease_owner == owner,
-                    watches.c.state == WatchState.ACTIVE,
-                )
-                .with_for_update()
-            )
-        ).scalars()
-    )
+    held = {
+        row.id
+        for row in conn.execute(
+            select(watches.c.id, watches.c.lease_owner, watches.c.state)
+            .where(watches.c.id.in_([result.watch.id for result in results]))
+            .with_for_update()
+        )
+        if row.lease_owner == owner and row.state == WatchState.ACTIVE
+    }
     moving = [result for result in results if result.watch.id in held]
     shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
     for result in moving:

@@ -1,0 +1,135 @@
+"""Polling and delivery find their rows by key or through a due index, never by walking a table.
+
+SQLite plans without statistics. Given `id IN (…a hundred ids…) AND state = 'active'`, it once
+preferred walking its index of every active watch to looking the hundred ids up: each batch of
+ending polls cost a pass over all the active watches, and at ten thousand of them the event loop
+stalled for seconds whenever many tasks ended together. Every statement of a poll-and-deliver
+cycle is checked here, on a database with enough rows for such a plan to show.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, event
+
+from app.poll_policy import PollPolicy
+from app.store import claims, clients, watches
+from app.store.database import Database, migrate, open_database
+from app.upstream import UpstreamError, UpstreamErrorKind
+from app.upstream.snapshot import parse_snapshot
+
+OWNER = "own_plans"
+WATCHES = 300
+POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)
+RUNNING = parse_snapshot({"task_id": "t", "status": "in_progress", "progress": 40})
+ENDED = parse_snapshot({"task_id": "t", "status": "succeeded", "video_url": "https://x.test/v"})
+BROKEN = UpstreamError(UpstreamErrorKind.SERVER_ERROR, "bad gateway", 502)
+
+Executed = list[tuple[str, Any]]
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / "relay.db"
+
+
+@pytest.fixture
+async def db(path: Path) -> AsyncIterator[Database]:
+    db = open_database(f"sqlite:///{path}")
+    await migrate(db)
+    yield db
+    await db.dispose()
+
+
+@contextmanager
+def recorded() -> Iterator[Executed]:
+    """Every statement run meanwhile, with its first set of parameters."""
+    executed: Executed = []
+
+    def record(
+        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, many: bool
+    ) -> None:
+        executed.append((statement, parameters[0] if many else parameters))
+
+    event.listen(Engine, "before_cursor_execute", record)
+    try:
+        yield executed
+    finally:
+        event.remove(Engine, "before_cursor_execute", record)
+
+
+async def poll_and_deliver_once(db: Database) -> None:
+    """Claim every watch; a third still running, a third ended, a third failed; then deliver the
+    webhooks of the ended ones: delivered, due again, given up on."""
+    now = datetime.now(UTC)
+    due = await claims.claim_due_watches(db, owner=OWNER, lease=30, limit=WATCHES)
+    assert len(due) == WATCHES
+    results = [
+        POLICY.after_snapshot(watch, RUNNING, now)
+        if n % 3 == 0
+        else POLICY.after_snapshot(watch, ENDED, now)
+        if n % 3 == 1
+        else POLICY.after_error(watch, BROKEN, str(BROKEN), now)
+        for n, watch in enumerate(due)
+    ]
+    await claims.record_polls(db, owner=OWNER, results=results)
+    pending = await claims.claim_due_events(db, owner=OWNER, lease=30, limit=WATCHES)
+    assert len(pending) == WATCHES // 3
+    outcomes = [
+        claims.Outcome(
+            event,
+            claims.AttemptResult(
+                attempted_at=now,
+                duration_ms=3,
+                status_code=204 if n % 3 == 0 else 500,
+                error=None if n % 3 == 0 else "HTTP 500",
+                response_excerpt="",
+            ),
+            retry_at=now + timedelta(seconds=5) if n % 3 == 1 else None,
+        )
+        for n, event in enumerate(pending)
+    ]
+    await claims.record_attempts(db, owner=OWNER, outcomes=outcomes)
+
+
+def walks(plan_step: str) -> bool:
+    """A step that reads a whole table, or every row of one state (`(state=?)` and no more)."""
+    return plan_step.startswith("SCAN ") or plan_step.endswith("(state=?)")
+
+
+async def test_no_statement_of_polling_or_delivery_walks_a_table(db: Database, path: Path) -> None:
+    boot = await clients.bootstrap_default_client(db, api_key="rk_plans", signing_secret=None)
+    registrations = watches.Registrations(db, poll_interval=0)
+    await asyncio.gather(
+        *(
+            registrations.register(
+                client_id=boot.client.id,
+                task_id=f"video_{n}",
+                callback_url="https://receiver.test/hooks",
+                metadata=None,
+                expires_after=3600,
+            )
+            for n in range(WATCHES)
+        )
+    )
+
+    with recorded() as executed:
+        await poll_and_deliver_once(db)
+
+    assert len(executed) >= 8
+    inspector = sqlite3.connect(path)
+    try:
+        for statement, parameters in executed:
+            plan = inspector.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            steps = [step[-1] for step in plan]
+            assert not any(walks(step) for step in steps), (statement, steps)
+    finally:
+        inspector.close()
