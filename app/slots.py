@@ -11,21 +11,24 @@ class Slots:
     """Up to `size` pieces of work in flight, refilled a handful at a time.
 
     Refilling means claiming due work from the database. Claiming each time a slot frees would
-    spend a query per item, so while work is under way the slots are refilled once a tenth of
-    them is free: `on_refill` is called then, if work was left waiting for them.
+    spend a query per item, so while work is under way the slots are refilled once a quarter of
+    them is free: `on_refill` is called then, if work was left waiting for them. A claim is a
+    write transaction, and on SQLite its fixed part (the statement, stepping over the rows still
+    in flight, the commit) outweighs the rows it claims: measured alone with 100 slots, claiming
+    25 at a time cost 35-50 µs of CPU per row, 10 at a time 75-80 µs.
     """
 
     def __init__(self, size: int, *, on_refill: Callable[[], None]) -> None:
         self._size = size
-        self._refill_at = max(1, size // 10)
+        self._refill_at = max(1, size // 4)
         self._on_refill = on_refill
         self._busy = 0
         self._waiting = False
         self._tasks: set[asyncio.Task[None]] = set()
 
     def to_fill(self) -> int:
-        """How many items to claim now: none while work is under way and fewer than a tenth of
-        the slots are free, since `on_refill` will ask again when they are."""
+        """How many items to claim now: none while work is under way and fewer than a quarter
+        of the slots are free, since `on_refill` will ask again when they are."""
         free = self._size - self._busy
         if self._busy and free < self._refill_at:
             self._waiting = True
