@@ -2,8 +2,8 @@
 
 SQLite plans without statistics. Given `id IN (…a hundred ids…) AND state = 'active'`, it once
 preferred walking its index of every active watch to looking the hundred ids up: each batch of
-ending polls cost a pass over all the active watches, and at ten thousand of them the event loop
-stalled for seconds whenever many tasks ended together. Every statement of a poll-and-deliver
+ending polls cost a pass over all the active watches, milliseconds each at ten thousand of them,
+on the event loop, whenever many tasks ended together. Every statement of a poll-and-deliver
 cycle is checked here, on a database with enough rows for such a plan to show.
 """
 
