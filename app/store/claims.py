@@ -205,8 +205,18 @@ def _still_ours(table: Table, state: str) -> tuple[ColumnElement[bool], ...]:
 #: The condition of every write-back of a poll.
 _WATCH_STILL_OURS = _still_ours(watches, WatchState.ACTIVE)
 
-#: The write-back of a poll that found its task still running, which most polls do: built once,
-#: as the claims are, with the owner and the time bound with each row.
+#: What the write-back of every poll that was made sets: it was made at `b_now`, and its lease
+#: ends.
+_POLLED = {
+    "poll_count": watches.c.poll_count + 1,
+    "last_polled_at": bindparam("b_now"),
+    "lease_owner": None,
+    "lease_expires_at": None,
+    "updated_at": bindparam("b_now"),
+}
+
+#: The write-backs of a poll that found its task still running (most polls) and of one that
+#: failed: built once, as the claims are, with the owner and the time bound with each row.
 _RECORD_SEEN = (
     update(watches)
     .where(*_WATCH_STILL_OURS)
@@ -219,11 +229,19 @@ _RECORD_SEEN = (
         not_found_since=None,
         consecutive_errors=0,
         consecutive_refusals=0,
-        poll_count=watches.c.poll_count + 1,
-        last_polled_at=bindparam("b_now"),
-        lease_owner=None,
-        lease_expires_at=None,
-        updated_at=bindparam("b_now"),
+        **_POLLED,
+    )
+)
+_RECORD_FAILED = (
+    update(watches)
+    .where(*_WATCH_STILL_OURS)
+    .values(
+        last_poll_error=bindparam("b_error"),
+        next_poll_at=bindparam("b_next_poll_at"),
+        not_found_since=bindparam("b_not_found_since"),
+        consecutive_errors=bindparam("b_errors"),
+        consecutive_refusals=bindparam("b_refusals"),
+        **_POLLED,
     )
 )
 
@@ -276,22 +294,12 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
         )
     if failed:
         conn.execute(
-            update(watches)
-            .where(*_WATCH_STILL_OURS)
-            .values(
-                last_poll_error=bindparam("b_error"),
-                next_poll_at=bindparam("b_next_poll_at"),
-                not_found_since=bindparam("b_not_found_since"),
-                consecutive_errors=bindparam("b_errors"),
-                consecutive_refusals=bindparam("b_refusals"),
-                poll_count=watches.c.poll_count + 1,
-                last_polled_at=now,
-                **release,
-            ),
+            _RECORD_FAILED,
             [
                 {
                     "b_id": r.watch.id,
                     "b_owner": owner,
+                    "b_now": now,
                     "b_error": r.error,
                     "b_next_poll_at": r.next_poll_at,
                     "b_not_found_since": r.not_found_since,
