@@ -32,6 +32,7 @@ from app import events as webhook_events
 from app.ids import event_id
 from app.states import EventState, WatchState
 from app.store.database import transaction
+from app.store.prepared import Prepared
 from app.store.tables import attempts, clients, events, watches
 from app.store.types import UTCDateTime
 from app.upstream import TaskSnapshot
@@ -216,8 +217,9 @@ _POLLED = {
 }
 
 #: The write-backs of a poll that found its task still running (most polls) and of one that
-#: failed: built once, as the claims are, with the owner and the time bound with each row.
-_RECORD_SEEN = (
+#: failed: built once, as the claims are, with the owner and the time bound with each row, and
+#: run a batch at a time with the rows laid out for the driver directly (`Prepared`).
+_RECORD_SEEN = Prepared(
     update(watches)
     .where(*_WATCH_STILL_OURS)
     .values(
@@ -232,7 +234,7 @@ _RECORD_SEEN = (
         **_POLLED,
     )
 )
-_RECORD_FAILED = (
+_RECORD_FAILED = Prepared(
     update(watches)
     .where(*_WATCH_STILL_OURS)
     .values(
@@ -244,6 +246,8 @@ _RECORD_FAILED = (
         **_POLLED,
     )
 )
+#: The outbox rows of new webhooks (`_event_row`).
+_NEW_EVENTS = Prepared(insert(events))
 
 
 @transaction
@@ -275,40 +279,38 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
         "lease_expires_at": None,
         "updated_at": now,
     }
-    if seen:
-        conn.execute(
-            _RECORD_SEEN,
-            [
-                {
-                    "b_id": r.watch.id,
-                    "b_owner": owner,
-                    "b_now": now,
-                    "b_status": r.snapshot.status.value,
-                    "b_upstream_status": r.snapshot.upstream_status[:64],
-                    "b_progress": r.snapshot.progress,
-                    "b_next_poll_at": r.next_poll_at,
-                }
-                for r in seen
-                if r.snapshot is not None
-            ],
-        )
-    if failed:
-        conn.execute(
-            _RECORD_FAILED,
-            [
-                {
-                    "b_id": r.watch.id,
-                    "b_owner": owner,
-                    "b_now": now,
-                    "b_error": r.error,
-                    "b_next_poll_at": r.next_poll_at,
-                    "b_not_found_since": r.not_found_since,
-                    "b_errors": r.consecutive_errors,
-                    "b_refusals": r.consecutive_refusals,
-                }
-                for r in failed
-            ],
-        )
+    _RECORD_SEEN.executemany(
+        conn,
+        [
+            {
+                "b_id": r.watch.id,
+                "b_owner": owner,
+                "b_now": now,
+                "b_status": r.snapshot.status.value,
+                "b_upstream_status": r.snapshot.upstream_status[:64],
+                "b_progress": r.snapshot.progress,
+                "b_next_poll_at": r.next_poll_at,
+            }
+            for r in seen
+            if r.snapshot is not None
+        ],
+    )
+    _RECORD_FAILED.executemany(
+        conn,
+        [
+            {
+                "b_id": r.watch.id,
+                "b_owner": owner,
+                "b_now": now,
+                "b_error": r.error,
+                "b_next_poll_at": r.next_poll_at,
+                "b_not_found_since": r.not_found_since,
+                "b_errors": r.consecutive_errors,
+                "b_refusals": r.consecutive_refusals,
+            }
+            for r in failed
+        ],
+    )
     created = _write_events(conn, owner, release, [*updates, *ending], now)
     return created
 
@@ -355,8 +357,7 @@ def _write_events(
             values["poll_count"] = watches.c.poll_count + 1
         conn.execute(update(watches).where(*_WATCH_STILL_OURS).values(values), rows)
     new_events = [_event_row(result, now) for result in moving]
-    if new_events:
-        conn.execute(insert(events), new_events)
+    _NEW_EVENTS.executemany(conn, new_events)
     return [row["id"] for row in new_events]
 
 
@@ -530,8 +531,9 @@ class Outcome:
         return WatchState.COMPLETED if self.result.delivered else WatchState.FAILED
 
 
-#: The write-backs of every delivery, built once as the claims are.
-_RECORD_ATTEMPT = (
+#: The write-backs of every delivery, built once and run as the polls' are.
+_NEW_ATTEMPTS = Prepared(insert(attempts))
+_RECORD_ATTEMPT = Prepared(
     update(events)
     .where(*_still_ours(events, EventState.PENDING))
     .values(
@@ -545,7 +547,7 @@ _RECORD_ATTEMPT = (
         delivered_at=bindparam("b_delivered_at"),
     )
 )
-_END_WATCHES = (
+_END_WATCHES = Prepared(
     update(watches)
     .where(
         watches.c.id == bindparam("b_watch_id"),
@@ -567,9 +569,8 @@ def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]
     follows only if the event really reached the state that ends it.
     """
     now = datetime.now(UTC)
-    ending = [o for o in outcomes if o.watch_state is not None]
-    conn.execute(
-        insert(attempts),
+    _NEW_ATTEMPTS.executemany(
+        conn,
         [
             {
                 "event_id": o.event.id,
@@ -583,8 +584,8 @@ def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]
             for o in outcomes
         ],
     )
-    conn.execute(
-        _RECORD_ATTEMPT,
+    _RECORD_ATTEMPT.executemany(
+        conn,
         [
             {
                 "b_id": o.event.id,
@@ -598,20 +599,20 @@ def record_attempts(conn: Connection, *, owner: str, outcomes: Sequence[Outcome]
             for o in outcomes
         ],
     )
-    if ending:
-        conn.execute(
-            _END_WATCHES,
-            [
-                {
-                    "b_watch_id": o.event.watch_id,
-                    "b_event_id": o.event.id,
-                    "b_event_state": o.event_state,
-                    "b_watch_state": o.watch_state,
-                    "b_now": now,
-                }
-                for o in ending
-            ],
-        )
+    _END_WATCHES.executemany(
+        conn,
+        [
+            {
+                "b_watch_id": o.event.watch_id,
+                "b_event_id": o.event.id,
+                "b_event_state": o.event_state,
+                "b_watch_state": o.watch_state,
+                "b_now": now,
+            }
+            for o in outcomes
+            if o.watch_state is not None
+        ],
+    )
     return [None] * len(outcomes)
 
 
