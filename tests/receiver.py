@@ -21,6 +21,7 @@ class Received:
     headers: dict[str, str]
     body: bytes
     at: float  # loop time of arrival
+    peer: int | None = None  # the sender's port: which connection it came over
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,8 @@ class Answer:
     status: int = 204
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    #: What the answer says; by default nothing for a 204, "answer <status>" otherwise.
+    body: bytes | None = None
 
 
 @dataclass
@@ -49,14 +52,20 @@ class Receiver:
     async def _handle(self, request: Request) -> Response:
         body = await request.body()
         arrived = Received(
-            request.url.path, dict(request.headers), body, asyncio.get_running_loop().time()
+            request.url.path,
+            dict(request.headers),
+            body,
+            asyncio.get_running_loop().time(),
+            request.client.port if request.client else None,
         )
         async with self._arrived:
             self.received.append(arrived)
             self._arrived.notify_all()
         answer = self.scripted.popleft() if self.scripted else Answer(self.default_status)
         await asyncio.sleep(answer.delay)
-        content = b"" if answer.status == 204 else f"answer {answer.status}".encode()
+        content = answer.body
+        if content is None:
+            content = b"" if answer.status == 204 else f"answer {answer.status}".encode()
         return Response(content, status_code=answer.status, headers=answer.headers)
 
     async def final_events(

@@ -45,6 +45,25 @@ async def test_every_attempt_is_logged_with_its_outcome(
     assert (await relay.http.get("/v1/watches/wat_nope/attempts")).status_code == 404
 
 
+async def test_answers_without_a_body_leave_the_connection_to_the_next_webhook(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    """A 204 or an empty 200 has nothing to read, and nothing is waited for; the connection
+    still goes back to the pool."""
+    hooks, callback = receiver
+    hooks.answer_next(Answer(204), Answer(200, body=b""), Answer(204))
+    watch_ids = []
+    for _ in range(3):
+        watch = await relay.register(await upstream.submit(polls=1), callback)
+        await relay.wait_for_state(watch["id"], "completed")
+        watch_ids.append(watch["id"])
+
+    assert len({hook.peer for hook in hooks.received}) == 1
+    [attempt] = await attempts(relay, watch_ids[1])
+    assert attempt["status_code"] == 200
+    assert (attempt["response_excerpt"], attempt["error"]) == ("", None)
+
+
 async def test_410_gone_stops_delivery_at_once(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:
