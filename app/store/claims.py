@@ -446,11 +446,7 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
         claimed += conn.execute(_CLAIM_EVENTS[False], retries)
     if not claimed:
         return []
-    signers = conn.execute(
-        select(clients.c.id, clients.c.signing_secret).where(
-            clients.c.id.in_({row.client_id for row in claimed})
-        )
-    )
+    signers = conn.execute(_SIGNERS, {"ids": list({row.client_id for row in claimed})})
     secrets = {row.id: row.signing_secret for row in signers}
     return [
         DueEvent(
@@ -507,6 +503,10 @@ def _event_claim(*, fresh: bool) -> ReturningUpdate[Any]:
 
 #: By whether the events are fresh (never attempted) or retries.
 _CLAIM_EVENTS = {fresh: _event_claim(fresh=fresh) for fresh in (True, False)}
+#: The signing secrets of the clients `ids`, looked up with every claim of events.
+_SIGNERS = select(clients.c.id, clients.c.signing_secret).where(
+    clients.c.id.in_(bindparam("ids", expanding=True))
+)
 
 
 @dataclass(frozen=True, slots=True)
