@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -66,3 +68,44 @@ async def test_a_url_naming_the_former_default_driver_opens_the_same_sqlite_file
         assert await KnownClients(now).find("key-a") == boot.client
     finally:
         await now.dispose()
+
+
+def _checkpoint_threads() -> int:
+    return sum(thread.name == "sqlite-checkpoints" for thread in threading.enumerate())
+
+
+async def test_a_sqlite_file_s_log_is_checkpointed_by_a_thread_of_its_own(tmp_path: Path) -> None:
+    """Commits on the event loop never checkpoint the write-ahead log, which waits for the disk;
+    a thread does, and stops with the database."""
+    path = tmp_path / "relay.db"
+    threads = _checkpoint_threads()
+    db = open_database(f"sqlite:///{path}")
+    try:
+        await migrate(db)
+        autocheckpoint = await db.run(
+            lambda conn: conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        )
+        assert autocheckpoint == 0
+        checkpointed = path.stat().st_size
+        await db.run(lambda conn: conn.execute(insert(clients), _clients(2000)))
+        async with asyncio.timeout(5):
+            while path.stat().st_size <= checkpointed:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        assert await _count_clients(db) == 2000
+    finally:
+        await db.dispose()
+    assert _checkpoint_threads() == threads
+
+
+def _clients(count: int) -> list[dict[str, object]]:
+    now = datetime.now(UTC)
+    return [
+        {
+            "id": f"cli_{i}",
+            "name": f"client {i}",
+            "api_key_hash": f"hash {i}",
+            "signing_secret": "s",
+            "created_at": now,
+        }
+        for i in range(count)
+    ]
