@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy import (
     String,
     Table,
     bindparam,
+    create_engine,
     insert,
     select,
     text,
@@ -150,3 +152,19 @@ async def test_a_row_without_a_required_value_is_refused(db: Database) -> None:
 def test_statements_that_return_rows_are_refused() -> None:
     with pytest.raises(ValueError, match="RETURNING"):
         Prepared(update(jobs).values(score=bindparam("b_score")).returning(jobs.c.id))
+
+
+def test_a_driver_taking_named_parameters_gets_the_statement_as_sqlalchemy_runs_it(
+    tmp_path: Path,
+) -> None:
+    engine = create_engine(f"sqlite:///{tmp_path / 'named.db'}", paramstyle="named")
+    try:
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            conn.execute(insert(jobs), [{"name": "a1"}, {"name": "a2"}])
+            Prepared(START).executemany(conn, _starts(["a1", "a2"]))
+            started = conn.execute(select(jobs.c.name, jobs.c.runs, jobs.c.started_at)).all()
+    finally:
+        engine.dispose()
+
+    assert sorted(started) == [("a1", 1, NOW), ("a2", 1, NOW)]
