@@ -40,6 +40,9 @@ class Deliverer:
 
     :param on_slot_free: called when slots are free again while due events were left waiting
         for them, so they are claimed at once rather than at the next tick.
+    :param on_due_in: called with the seconds until an event falls due (a retry just recorded,
+        or the soonest one pending after a claim that found fewer due than slots free), so that
+        it is claimed then rather than at a later tick.
     """
 
     def __init__(
@@ -56,6 +59,7 @@ class Deliverer:
         allow_private: bool,
         metrics: Metrics,
         on_slot_free: Callable[[], None],
+        on_due_in: Callable[[float], None],
     ) -> None:
         self._db = db
         self._transport = transport
@@ -67,6 +71,7 @@ class Deliverer:
         self._allow_private = allow_private
         self._metrics = metrics
         self._slots = Slots(concurrency, on_refill=on_slot_free)
+        self._on_due_in = on_due_in
         self._recorder: Batcher[claims.Outcome, None] = Batcher(
             lambda outcomes: claims.record_attempts(db, owner=owner, outcomes=outcomes)
         )
@@ -74,13 +79,15 @@ class Deliverer:
     async def run(self) -> None:
         """Fill the free delivery slots with due events."""
         while count := self._slots.to_fill():
-            due = await claims.claim_due_events(
+            claimed = await claims.claim_due_events(
                 self._db, owner=self._owner, lease=self._lease, limit=count
             )
-            for event in due:
+            for event in claimed.events:
                 self._slots.start(self._deliver(event))
-            self._slots.more_due(len(due) == count)
-            if len(due) < count:
+            self._slots.more_due(len(claimed.events) == count)
+            if claimed.next_due_at is not None:
+                self._on_due_in((claimed.next_due_at - datetime.now(UTC)).total_seconds())
+            if len(claimed.events) < count:
                 return
 
     async def drain(self, grace: float) -> None:
@@ -105,6 +112,9 @@ class Deliverer:
         except Exception:
             # The lease will lapse and the event be delivered again: at least once, never lost.
             log.exception("could not record the delivery of event %s", event.id)
+            return
+        if retry_at is not None:
+            self._on_due_in((retry_at - datetime.now(UTC)).total_seconds())
 
     def _next_attempt(
         self, event: claims.DueEvent, result: claims.AttemptResult

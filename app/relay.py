@@ -86,6 +86,7 @@ async def running(
         allow_private=settings.allow_private_callbacks,
         metrics=metrics,
         on_slot_free=lambda: ticker.kick(DELIVER),
+        on_due_in=lambda delay: ticker.kick_in(DELIVER, delay),
     )
     poller = Poller(
         db=db,

@@ -23,6 +23,7 @@ class Ticker:
         self._running: dict[str, asyncio.Task[None]] = {}
         self._again: set[str] = set()
         self._kicks: set[asyncio.Task[None]] = set()
+        self._timers: dict[str, asyncio.TimerHandle] = {}
 
     def every_tick(self, name: str, job: Job) -> None:
         """Run `job` now and then every tick.
@@ -59,6 +60,28 @@ class Ticker:
         self._kicks.add(task)
         task.add_done_callback(self._kicks.discard)
 
+    def kick_in(self, name: str, delay: float) -> None:
+        """Run a job in `delay` seconds, because work falls due then and the next tick may be
+        later: a retry is sent when its receiver asked for it, not up to a tick after.
+
+        One timer per job, for the soonest time asked; a delay no shorter than the tick is left
+        to the tick.
+        """
+        if name not in self._jobs or delay >= self._interval:
+            return
+        loop = asyncio.get_running_loop()
+        when = loop.time() + delay
+        timer = self._timers.get(name)
+        if timer is not None:
+            if timer.when() <= when:
+                return
+            timer.cancel()
+        self._timers[name] = loop.call_at(when, self._ring, name)
+
+    def _ring(self, name: str) -> None:
+        del self._timers[name]
+        self.kick(name)
+
     async def _run(self, name: str, job: Job) -> None:
         task = asyncio.current_task()
         if task is None:
@@ -86,6 +109,9 @@ class Ticker:
         """
         self._scheduler.pause()
         self._jobs.clear()
+        for timer in self._timers.values():
+            timer.cancel()
+        self._timers.clear()
         if self._running:
             await asyncio.wait(set(self._running.values()), timeout=grace)
         self._scheduler.shutdown(wait=False)

@@ -193,7 +193,8 @@ def delivery_throughput(
     busiest = max(Counter(int(at) for at in batch).values())
     report.add(
         "delivery throughput",
-        f"{rate:,.0f} /s: a backlog of {len(batch):,} in {span:.1f} s (busiest second {busiest:,})",
+        f"{rate:,.0f} /s: a backlog of {len(batch):,} in {span:.1f} s (first "
+        f"{batch[0] - release:.2f} s after release, busiest second {busiest:,})",
         ">= 2,000 /s",
         rate >= 2000,
     )

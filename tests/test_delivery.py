@@ -125,6 +125,18 @@ async def test_retry_after_delays_the_next_attempt(
     await relay.wait_for_state(watch["id"], "completed")
 
 
+async def test_a_retry_is_sent_when_it_falls_due_not_at_the_next_tick(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    hooks.answer_next(Answer(503, {"retry-after": "1"}))
+    async with start_relay(tick_interval=5) as relay:
+        watch = await relay.register(await upstream.submit(polls=1), callback)
+        first, second = await hooks.wait_for(2, within=15)
+        await relay.wait_for_state(watch["id"], "completed")
+    assert 1.0 <= second.at - first.at < 2.0
+
+
 async def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_back(
     start_relay: RelayFactory, upstream: Upstream
 ) -> None:
@@ -180,12 +192,12 @@ async def test_a_fresh_webhook_goes_out_before_a_backlog_of_retries(
     """Retries that fell due together (a receiver back from an outage, and slow) do not hold up
     the first attempt of a webhook that came after them: it goes out next, not last."""
     hooks, callback = receiver
-    backlog = 6
-    async with start_relay(tick_interval=5, delivery_concurrency=1) as relay:
+    backlog = 4
+    async with start_relay(delivery_concurrency=1) as relay:
         await _register_into_an_outage(relay, upstream, receiver, backlog)
         await hooks.wait_for(backlog)
-        hooks.answer_next(*[Answer(204, delay=0.3)] * backlog)
-        await asyncio.sleep(1.5)  # the retries are due now; the next tick is seconds away
+        hooks.answer_next(*[Answer(204, delay=1.0)] * backlog)
+        await asyncio.sleep(1.5)  # the retries fell due together; the first is under way
         fresh = await relay.register(await upstream.submit(polls=1), callback)
         arrivals = await hooks.wait_for(2 * backlog + 1, within=15)
 

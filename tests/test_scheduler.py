@@ -48,3 +48,44 @@ async def test_a_kick_after_stopping_is_ignored() -> None:
     await asyncio.sleep(0.05)
 
     assert runs == 1
+
+
+class Counted:
+    """A job that counts its runs."""
+
+    def __init__(self) -> None:
+        self.runs = 0
+
+    async def __call__(self) -> None:
+        self.runs += 1
+
+
+async def test_a_job_asked_for_sooner_than_the_tick_runs_then_once() -> None:
+    """Of several times asked for, the soonest is kept: work due then finds what is due later."""
+    ticker = Ticker(interval=60)
+    job = Counted()
+    ticker.every_tick("job", job)
+    ticker.start()
+    await asyncio.sleep(0.05)
+    ticker.kick_in("job", 0.6)
+    ticker.kick_in("job", 0.2)
+    ticker.kick_in("job", 0.4)
+    await asyncio.sleep(0.4)
+    assert job.runs == 2
+    await asyncio.sleep(0.4)
+    await ticker.stop(grace=1)
+
+    assert job.runs == 2
+
+
+async def test_stopping_cancels_the_runs_asked_for_later() -> None:
+    ticker = Ticker(interval=60)
+    job = Counted()
+    ticker.every_tick("job", job)
+    ticker.start()
+    await asyncio.sleep(0.05)
+    ticker.kick_in("job", 0.1)
+    await ticker.stop(grace=1)
+    await asyncio.sleep(0.2)
+
+    assert job.runs == 1

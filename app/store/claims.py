@@ -425,8 +425,16 @@ def _event_row(result: PollResult, now: datetime) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimedEvents:
+    events: list[DueEvent]
+    #: When the soonest event not due yet falls due, if fewer events than asked for were due (and
+    #: any is pending): the deliverer looks again then rather than at its next tick.
+    next_due_at: datetime | None
+
+
 @transaction
-def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) -> list[DueEvent]:
+def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) -> ClaimedEvents:
     """Claim due events, first attempts before retries, and never one while an earlier event of
     its watch is still pending.
 
@@ -444,11 +452,14 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
     if len(claimed) < limit:
         retries = _claim_params(owner=owner, lease=lease, limit=limit - len(claimed), now=now)
         claimed += conn.execute(_CLAIM_EVENTS[False], retries)
+    next_due_at = None
+    if len(claimed) < limit:
+        next_due_at = conn.execute(_NEXT_EVENT_DUE, {"now": now}).scalar()
     if not claimed:
-        return []
+        return ClaimedEvents([], next_due_at)
     signers = conn.execute(_SIGNERS, {"ids": list({row.client_id for row in claimed})})
     secrets = {row.id: row.signing_secret for row in signers}
-    return [
+    due = [
         DueEvent(
             id=row.id,
             watch_id=row.watch_id,
@@ -461,6 +472,7 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
         )
         for row in claimed
     ]
+    return ClaimedEvents(due, next_due_at)
 
 
 def _event_claim(*, fresh: bool) -> ReturningUpdate[Any]:
@@ -503,6 +515,16 @@ def _event_claim(*, fresh: bool) -> ReturningUpdate[Any]:
 
 #: By whether the events are fresh (never attempted) or retries.
 _CLAIM_EVENTS = {fresh: _event_claim(fresh=fresh) for fresh in (True, False)}
+#: A pending event due after `now` is not leased: its lease ended when its attempt was recorded.
+_NEXT_EVENT_DUE = (
+    select(events.c.next_attempt_at)
+    .where(
+        events.c.state == EventState.PENDING,
+        events.c.next_attempt_at > bindparam("now", type_=UTCDateTime()),
+    )
+    .order_by(events.c.next_attempt_at)
+    .limit(1)
+)
 #: The signing secrets of the clients `ids`, looked up with every claim of events.
 _SIGNERS = select(clients.c.id, clients.c.signing_secret).where(
     clients.c.id.in_(bindparam("ids", expanding=True))

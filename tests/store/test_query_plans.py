@@ -81,7 +81,7 @@ async def poll_and_deliver_once(db: Database) -> None:
         for n, watch in enumerate(due)
     ]
     await claims.record_polls(db, owner=OWNER, results=results)
-    pending = await claims.claim_due_events(db, owner=OWNER, lease=30, limit=WATCHES)
+    pending = (await claims.claim_due_events(db, owner=OWNER, lease=30, limit=WATCHES)).events
     assert len(pending) == WATCHES // 3
     outcomes = [
         claims.Outcome(
