@@ -31,25 +31,6 @@ async def test_a_kick_while_a_run_is_under_way_runs_the_job_once_more_after_it()
     assert runs == 2
 
 
-async def test_a_kick_after_stopping_is_ignored() -> None:
-    """A run that ends during a graceful stop may still ask for another job to run."""
-    ticker = Ticker(interval=60)
-    runs = 0
-
-    async def job() -> None:
-        nonlocal runs
-        runs += 1
-
-    ticker.every_tick("job", job)
-    ticker.start()
-    await asyncio.sleep(0.05)
-    await ticker.stop(grace=1)
-    ticker.kick("job")
-    await asyncio.sleep(0.05)
-
-    assert runs == 1
-
-
 class Counted:
     """A job that counts its runs."""
 
@@ -60,13 +41,30 @@ class Counted:
         self.runs += 1
 
 
-async def test_a_job_asked_for_sooner_than_the_tick_runs_then_once() -> None:
-    """Of several times asked for, the soonest is kept: work due then finds what is due later."""
+async def ticking(job: Counted) -> Ticker:
+    """A started ticker that has run `job` once; its next tick is a minute away."""
     ticker = Ticker(interval=60)
-    job = Counted()
     ticker.every_tick("job", job)
     ticker.start()
     await asyncio.sleep(0.05)
+    return ticker
+
+
+async def test_a_kick_after_stopping_is_ignored() -> None:
+    """A run that ends during a graceful stop may still ask for another job to run."""
+    job = Counted()
+    ticker = await ticking(job)
+    await ticker.stop(grace=1)
+    ticker.kick("job")
+    await asyncio.sleep(0.05)
+
+    assert job.runs == 1
+
+
+async def test_a_job_asked_for_sooner_than_the_tick_runs_then_once() -> None:
+    """Of several times asked for, the soonest is kept: work due then finds what is due later."""
+    job = Counted()
+    ticker = await ticking(job)
     ticker.kick_in("job", 0.6)
     ticker.kick_in("job", 0.2)
     ticker.kick_in("job", 0.4)
@@ -79,11 +77,8 @@ async def test_a_job_asked_for_sooner_than_the_tick_runs_then_once() -> None:
 
 
 async def test_stopping_cancels_the_runs_asked_for_later() -> None:
-    ticker = Ticker(interval=60)
     job = Counted()
-    ticker.every_tick("job", job)
-    ticker.start()
-    await asyncio.sleep(0.05)
+    ticker = await ticking(job)
     ticker.kick_in("job", 0.1)
     await ticker.stop(grace=1)
     await asyncio.sleep(0.2)
