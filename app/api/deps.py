@@ -5,12 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPBearer
 
 from app.relay import Relay
 from app.store import clients
-
-_bearer = HTTPBearer(auto_error=False, description="The client app's API key.")
 
 
 async def _relay(request: Request) -> Relay:
@@ -21,22 +19,35 @@ async def _relay(request: Request) -> Relay:
 RelayDep = Annotated[Relay, Depends(_relay)]
 
 
-async def _client(
-    relay: RelayDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
-) -> clients.Client:
-    if credentials is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "missing API key: send 'Authorization: Bearer <key>'",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    client = await relay.clients.find(credentials.credentials)
-    if client is None:
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "invalid API key", headers={"WWW-Authenticate": "Bearer"}
-        )
-    return client
+class _ApiKey(HTTPBearer):
+    """The client app whose API key the request bears.
+
+    One dependency that both reads the header and looks the key up, rather than a lookup that
+    depends on `HTTPBearer`: every request is authenticated, and FastAPI's solving of a
+    sub-dependency cost a registration about 20 µs of the event loop's time, near a tenth of it.
+    """
+
+    async def __call__(self, request: Request) -> clients.Client:  # type: ignore[override]
+        credentials = await super().__call__(request)
+        if credentials is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "missing API key: send 'Authorization: Bearer <key>'",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        relay: Relay = request.app.state.relay
+        client = await relay.clients.find(credentials.credentials)
+        if client is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "invalid API key",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return client
 
 
-CurrentClient = Annotated[clients.Client, Depends(_client)]
+_api_key = _ApiKey(
+    auto_error=False, scheme_name="HTTPBearer", description="The client app's API key."
+)
+
+CurrentClient = Annotated[clients.Client, Depends(_api_key)]
