@@ -86,7 +86,7 @@ class Deliverer:
                 self._slots.start(self._deliver(event))
             self._slots.more_due(len(claimed.events) == count)
             if claimed.next_due_at is not None:
-                self._on_due_in((claimed.next_due_at - datetime.now(UTC)).total_seconds())
+                self._claim_again_at(claimed.next_due_at)
             if len(claimed.events) < count:
                 return
 
@@ -114,7 +114,10 @@ class Deliverer:
             log.exception("could not record the delivery of event %s", event.id)
             return
         if retry_at is not None:
-            self._on_due_in((retry_at - datetime.now(UTC)).total_seconds())
+            self._claim_again_at(retry_at)
+
+    def _claim_again_at(self, due_at: datetime) -> None:
+        self._on_due_in((due_at - datetime.now(UTC)).total_seconds())
 
     def _next_attempt(
         self, event: claims.DueEvent, result: claims.AttemptResult

@@ -35,7 +35,7 @@ class _ApiKey(HTTPBearer):
                 "missing API key: send 'Authorization: Bearer <key>'",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        relay: Relay = request.app.state.relay
+        relay = await _relay(request)
         client = await relay.clients.find(credentials.credentials)
         if client is None:
             raise HTTPException(
