@@ -180,23 +180,36 @@ def detection_to_delivery(
 
 
 def delivery_throughput(
-    report: Report, arrivals: Sequence[Sequence[Any]], *, release: float
+    report: Report,
+    arrivals: Sequence[Sequence[Any]],
+    *,
+    release: float,
+    held_back: int,
+    polling: bool,
 ) -> None:
     """How fast the batch's webhooks arrived once the receiver stopped holding them back: the
-    relay had them all due at once, so this is its delivery rate, not its polling rate."""
+    relay had them all due at once, so this is its delivery rate, not its polling rate.
+
+    Judged only when nothing else went on meanwhile, as the target is set (webhooks to a fast
+    receiver). With other watches still polled, the figure is printed as what it is, and a run
+    that planned no batch has none to show.
+    """
+    label = "delivery throughput, while polling" if polling else "delivery throughput"
+    target = ">= 2,000 /s, judged alone" if polling else ">= 2,000 /s"
     batch = sorted(at for _, task_id, _, _, at in arrivals if in_batch(task_id))
     if len(batch) < 2:
-        report.add("delivery throughput", "no backlog was delivered", ">= 2,000 /s", False)
+        measured = "no backlog was delivered" if held_back else "no batch in this run"
+        report.add(label, measured, target, False if held_back else None)
         return
     span = batch[-1] - min(batch[0], release)
     rate = len(batch) / span if span > 0 else math.inf
     busiest = max(Counter(int(at) for at in batch).values())
     report.add(
-        "delivery throughput",
+        label,
         f"{rate:,.0f} /s: a backlog of {len(batch):,} in {span:.1f} s (first "
         f"{batch[0] - release:.2f} s after release, busiest second {busiest:,})",
-        ">= 2,000 /s",
-        rate >= 2000,
+        target,
+        None if polling else rate >= 2000,
     )
 
 
@@ -256,7 +269,8 @@ def restart(report: Report, first_poll: float | None, detail: str, active: int) 
     """Seconds from starting the relay again to the first poll the upstream sees."""
     target = "< 5 s at 10,000 active"
     if first_poll is None:
-        report.add("restart: polling again", f"no poll {detail}", target, False)
+        # With no active watch there is nothing to poll, which is no failure.
+        report.add("restart: polling again", f"no poll {detail}", target, False if active else None)
         return
     judged = active >= TARGET_ACTIVE or first_poll >= 5
     report.add(

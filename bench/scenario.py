@@ -188,7 +188,13 @@ class Run:
             end=end,
         )
         figures.detection_to_delivery(report, ups_tasks, rx_stats["arrivals"], end=end)
-        figures.delivery_throughput(report, rx_stats["arrivals"], release=release)
+        figures.delivery_throughput(
+            report,
+            rx_stats["arrivals"],
+            release=release,
+            held_back=sum(1 for task_id in task_ids if tasks.in_batch(task_id)),
+            polling=config.batch_share < 1,
+        )
         figures.memory(report, peak_rss, end_rss, active)
         figures.restart(report, *restart, active)
         figures.exactly_once(report, up_final["tasks"], rx_final["arrivals"], end=end)
