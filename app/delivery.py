@@ -68,7 +68,7 @@ class Deliverer:
         self._lease = lease
         self._schedule = tuple(retry_schedule)
         self._jitter = retry_jitter
-        self._allow_private = allow_private
+        self._public_hosts = None if allow_private else callbacks.PublicHosts()
         self._metrics = metrics
         self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._on_due_in = on_due_in
@@ -150,8 +150,8 @@ class Deliverer:
             ),
         }
         try:
-            if not self._allow_private:
-                await callbacks.ensure_public(event.callback_url)
+            if self._public_hosts is not None:
+                await self._public_hosts.ensure_public(event.callback_url)
             request = httpx.Request(
                 "POST",
                 parsed_url(event.callback_url),

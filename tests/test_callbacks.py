@@ -8,11 +8,24 @@ from typing import Any
 
 import pytest
 
-from app.callbacks import MAX_URL_LENGTH, CallbackRefused, ensure_public, validate_callback_url
+from app import callbacks
+from app.callbacks import (
+    MAX_URL_LENGTH,
+    CallbackRefused,
+    PublicHosts,
+    ensure_public,
+    validate_callback_url,
+)
 
 _getaddrinfo = socket.getaddrinfo
 #: Answered from /etc/hosts, never from DNS.
 LOCAL_NAMES = {"localhost"}
+#: Answered as a nameserver would, with a public address of their own.
+PUBLIC_NAMES = {
+    "hooks.example.com": "93.184.216.34",
+    "a.example.net": "93.184.216.35",
+    "b.example.net": "93.184.216.36",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +33,9 @@ def offline_resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Keeps every lookup on this machine; returns the names asked for.
 
     The configured nameserver is not on loopback and must never be contacted, so a name outside
-    /etc/hosts is answered as a real resolver answers a name that does not exist (the `.invalid`
-    TLD never does). A non-ASCII name is first encoded the way the socket module does before any
-    lookup, so a name it cannot encode fails exactly as it would for real.
+    /etc/hosts and `PUBLIC_NAMES` is answered as a real resolver answers a name that does not
+    exist (the `.invalid` TLD never does). A non-ASCII name is first encoded the way the socket
+    module does before any lookup, so a name it cannot encode fails exactly as it would for real.
     """
     asked: list[str] = []
 
@@ -30,6 +43,8 @@ def offline_resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         asked.append(host)
         if host in LOCAL_NAMES or _is_address(host):
             return _getaddrinfo(host, port, *args, **kwargs)
+        if host in PUBLIC_NAMES:
+            return _getaddrinfo(PUBLIC_NAMES[host], port, *args, **kwargs)
         if isinstance(host, str) and not host.isascii():
             host.encode("idna")
         raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -202,8 +217,71 @@ def test_the_lookup_guard_answers_like_a_resolver(offline_resolver: list[str]) -
     """The guard above must behave as the real thing does, or the tests using it prove nothing."""
     assert socket.getaddrinfo("localhost", None)
     assert socket.getaddrinfo("127.0.0.1", 80)
+    assert {info[4][0] for info in socket.getaddrinfo("hooks.example.com", 443)} == {
+        "93.184.216.34"
+    }
     with pytest.raises(socket.gaierror):
         socket.getaddrinfo("hooks.relay-test.invalid", 443)
     with pytest.raises(UnicodeError):
         _getaddrinfo("é" * 64 + ".example", 443)  # fails while encoding, before any lookup
-    assert offline_resolver == ["localhost", "127.0.0.1", "hooks.relay-test.invalid"]
+    assert offline_resolver == [
+        "localhost",
+        "127.0.0.1",
+        "hooks.example.com",
+        "hooks.relay-test.invalid",
+    ]
+
+
+async def test_a_name_that_resolves_to_public_addresses_may_be_delivered_to(
+    offline_resolver: list[str],
+) -> None:
+    await ensure_public("https://hooks.example.com/video")
+
+    assert offline_resolver == ["hooks.example.com"]
+
+
+async def test_a_name_found_public_is_not_looked_up_again_for_a_while(
+    offline_resolver: list[str],
+) -> None:
+    hosts = PublicHosts()
+    for path in ("video", "video", "other"):
+        await hosts.ensure_public(f"https://hooks.example.com/{path}")
+
+    assert offline_resolver == ["hooks.example.com"]
+
+
+async def test_a_name_found_public_is_looked_up_again_once_its_time_is_up(
+    offline_resolver: list[str],
+) -> None:
+    hosts = PublicHosts(ttl=0)
+    for _ in range(2):
+        await hosts.ensure_public("https://hooks.example.com/video")
+
+    assert offline_resolver == ["hooks.example.com"] * 2
+
+
+async def test_a_refused_name_is_looked_up_again_at_the_next_delivery(
+    offline_resolver: list[str],
+) -> None:
+    hosts = PublicHosts()
+    for _ in range(2):
+        with pytest.raises(CallbackRefused, match="resolves to non-public address"):
+            await hosts.ensure_public("http://localhost:8080/hook")
+
+    assert offline_resolver == ["localhost"] * 2
+
+
+async def test_no_more_names_than_kept_hosts_are_remembered(
+    offline_resolver: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(callbacks, "KEPT_HOSTS", 2)
+    hosts = PublicHosts()
+    for host in ("hooks.example.com", "a.example.net", "b.example.net", "hooks.example.com"):
+        await hosts.ensure_public(f"https://{host}/hook")
+
+    assert offline_resolver == [
+        "hooks.example.com",
+        "a.example.net",
+        "b.example.net",
+        "hooks.example.com",
+    ]
