@@ -335,11 +335,7 @@ def _write_events(
         return []
     held = {
         row.id
-        for row in conn.execute(
-            select(watches.c.id, watches.c.lease_owner, watches.c.state)
-            .where(watches.c.id.in_([result.watch.id for result in results]))
-            .with_for_update()
-        )
+        for row in conn.execute(_LOCK_WATCHES, {"ids": [result.watch.id for result in results]})
         if row.lease_owner == owner and row.state == WatchState.ACTIVE
     }
     moving = [result for result in results if result.watch.id in held]
@@ -352,13 +348,34 @@ def _write_events(
             | {f"v_{name}": value for name, value in changes.items()}
         )
     for (names, polled), rows in shapes.items():
-        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
-        if polled:
-            values["poll_count"] = watches.c.poll_count + 1
-        conn.execute(update(watches).where(*_WATCH_STILL_OURS).values(values), rows)
+        _move_watches(names, polled=polled).executemany(conn, rows)
     new_events = [_event_row(result, now) for result in moving]
     _NEW_EVENTS.executemany(conn, new_events)
     return [row["id"] for row in new_events]
+
+
+#: The watches `ids`, locked for the rest of the transaction (`_write_events`).
+_LOCK_WATCHES = (
+    select(watches.c.id, watches.c.lease_owner, watches.c.state)
+    .where(watches.c.id.in_(bindparam("ids", expanding=True)))
+    .with_for_update()
+)
+#: The write-backs of watches that move on, by the columns they set and whether a poll was made.
+_MOVES: dict[tuple[tuple[str, ...], bool], Prepared] = {}
+
+
+def _move_watches(names: tuple[str, ...], *, polled: bool) -> Prepared:
+    """Built once per shape, as the other write-backs are; the shapes are few (final or not,
+    polled or not, with a snapshot or not)."""
+    move = _MOVES.get((names, polled))
+    if move is None:
+        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+        if polled:
+            values["poll_count"] = watches.c.poll_count + 1
+        move = _MOVES[names, polled] = Prepared(
+            update(watches).where(*_WATCH_STILL_OURS).values(values)
+        )
+    return move
 
 
 def _watch_changes(result: PollResult, now: datetime) -> dict[str, Any]:
