@@ -10,6 +10,7 @@ cancellation or another replica's reclaim is never overwritten.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -360,22 +361,17 @@ _LOCK_WATCHES = (
     .where(watches.c.id.in_(bindparam("ids", expanding=True)))
     .with_for_update()
 )
-#: The write-backs of watches that move on, by the columns they set and whether a poll was made.
-_MOVES: dict[tuple[tuple[str, ...], bool], Prepared] = {}
 
 
+@functools.cache
 def _move_watches(names: tuple[str, ...], *, polled: bool) -> Prepared:
-    """Built once per shape, as the other write-backs are; the shapes are few (final or not,
-    polled or not, with a snapshot or not)."""
-    move = _MOVES.get((names, polled))
-    if move is None:
-        values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
-        if polled:
-            values["poll_count"] = watches.c.poll_count + 1
-        move = _MOVES[names, polled] = Prepared(
-            update(watches).where(*_WATCH_STILL_OURS).values(values)
-        )
-    return move
+    """The write-back of watches that move on, setting the columns `names`: built once per
+    shape, as the other write-backs are; the shapes are few (final or not, polled or not, with a
+    snapshot or not)."""
+    values: dict[str, Any] = {name: bindparam(f"v_{name}") for name in names}
+    if polled:
+        values["poll_count"] = watches.c.poll_count + 1
+    return Prepared(update(watches).where(*_WATCH_STILL_OURS).values(values))
 
 
 def _watch_changes(result: PollResult, now: datetime) -> dict[str, Any]:
