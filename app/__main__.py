@@ -9,7 +9,7 @@ import sys
 
 import uvicorn
 
-from app import listener, own_simulator, trigger
+from app.devkit import listener, mounted_simulator, trigger
 from app.settings import Settings
 
 DEFAULT_RELAY_URL = "http://127.0.0.1:8000"
@@ -85,7 +85,7 @@ def _openapi(_: argparse.Namespace) -> int:
 
 
 def _simulator(args: argparse.Namespace) -> int:
-    from app.simulator import create_simulator
+    from app.devkit.simulator import create_simulator
 
     uvicorn.run(create_simulator(), host=args.host, port=args.port)
     return 0
@@ -127,7 +127,7 @@ def _trigger(args: argparse.Namespace) -> int:
     upstream_key = args.upstream_key or (
         settings.nebula_api_key.get_secret_value()
         if settings.nebula_api_key
-        else own_simulator.API_KEY
+        else mounted_simulator.API_KEY
     )
     simulation = trigger.Simulation(
         outcome=args.outcome,

@@ -13,10 +13,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app import own_simulator, relay
+from app import relay
 from app.api.routes import recovery, service, watches
 from app.settings import Settings
-from app.simulator import create_simulator
 
 VERSION = "0.1.0"
 UPSTREAM_KEY_FIELD = "upstream_api_key"
@@ -24,7 +23,12 @@ UPSTREAM_KEY_FIELD = "upstream_api_key"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    served = own_simulator.ServedAddress() if settings.polls_own_simulator else None
+    served = None
+    if settings.simulator:
+        # The developer kit is loaded only when it is used.
+        from app.devkit import mounted_simulator, simulator
+
+        served = mounted_simulator.ServedAddress() if settings.polls_own_simulator else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -49,9 +53,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(service.router)
     if settings.simulator:
         # A mounted app's routes stay out of the relay's OpenAPI document.
-        app.mount(own_simulator.MOUNT_PATH, create_simulator())
-    if served is not None:
-        app.add_middleware(own_simulator.LearnServedAddress, address=served)
+        app.mount(mounted_simulator.MOUNT_PATH, simulator.create_simulator())
+        if served is not None:
+            app.add_middleware(mounted_simulator.LearnServedAddress, address=served)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
 

@@ -8,23 +8,28 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
 
-from app import own_simulator, transport
-from app.delivery import Deliverer
+from app import transport
+from app.delivery.deliverer import Deliverer
 from app.ids import new_id
 from app.metrics import Metrics
-from app.poll_policy import PollPolicy
-from app.poller import Poller
+from app.polling.policy import PollPolicy
+from app.polling.poller import Poller
+from app.registrar import Registrar
 from app.scheduler import Ticker
 from app.settings import Settings
-from app.store import claims, clients, watches
+from app.store import client_apps, leases, registrations
 from app.store.database import Database, migrate, open_database
 from app.upstream import UpstreamClient
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from app.devkit.mounted_simulator import ServedAddress
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,8 @@ class Relay:
     db: Database
     metrics: Metrics
     ticker: Ticker
-    clients: clients.KnownClients
-    registrations: watches.Registrations
+    clients: client_apps.KnownClients
+    registrar: Registrar
 
     def deliver_now(self) -> None:
         """Events queued again by the API are sent at once, not at the next tick."""
@@ -49,7 +54,7 @@ DELIVER = "deliver"
 
 @asynccontextmanager
 async def running(
-    settings: Settings, *, served: own_simulator.ServedAddress | None = None
+    settings: Settings, *, served: ServedAddress | None = None
 ) -> AsyncIterator[Relay]:
     """Start everything in dependency order and stop it in reverse, gracefully.
 
@@ -70,9 +75,11 @@ async def running(
     )
     upstream_base_url = settings.nebula_base_url
     if served is not None:
-        upstream_transport = own_simulator.ToServedAddress(upstream_transport, served)
-        upstream_base_url = own_simulator.BASE_URL
-        upstream_key = upstream_key or SecretStr(own_simulator.API_KEY)
+        from app.devkit import mounted_simulator
+
+        upstream_transport = mounted_simulator.ToServedAddress(upstream_transport, served)
+        upstream_base_url = mounted_simulator.BASE_URL
+        upstream_key = upstream_key or SecretStr(mounted_simulator.API_KEY)
     delivery_transport = transport.create_transport(max_connections=settings.delivery_concurrency)
     deliverer = Deliverer(
         db=db,
@@ -123,15 +130,17 @@ async def running(
             db,
             metrics,
             ticker,
-            clients.KnownClients(db),
-            watches.Registrations(db, poll_interval=settings.poll_interval),
+            client_apps.KnownClients(db),
+            Registrar(
+                db, settings, registrations.Registrations(db, poll_interval=settings.poll_interval)
+            ),
         )
     finally:
         await ticker.stop(settings.shutdown_grace)
         await asyncio.gather(
             poller.drain(settings.shutdown_grace), deliverer.drain(settings.shutdown_grace)
         )
-        await claims.release_leases(db, owner=owner)
+        await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
         await db.dispose()
@@ -148,7 +157,7 @@ def _poll_concurrency(settings: Settings) -> int:
 async def _bootstrap(db: Database, settings: Settings) -> None:
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
-    boot = await clients.bootstrap_default_client(db, api_key=api_key, signing_secret=secret)
+    boot = await client_apps.bootstrap_default_client(db, api_key=api_key, signing_secret=secret)
     if boot.generated_api_key:
         log.warning(
             "RELAY_API_KEY is not set, so an API key was generated. It is shown only this once; "
@@ -161,11 +170,13 @@ async def _bootstrap(db: Database, settings: Settings) -> None:
             "stored. Receivers verify with it; GET /v1/client returns it at any time."
         )
     if settings.simulator:
+        from app.devkit.mounted_simulator import MOUNT_PATH
+
         log.info(
             "RELAY_SIMULATOR is on: a simulated upstream is served under %s, and watched tasks "
             "are polled %s. Create a task and watch it with: python -m app trigger --outcome "
             "succeeded --callback <your webhook URL>",
-            own_simulator.MOUNT_PATH,
+            MOUNT_PATH,
             "there" if settings.polls_own_simulator else f"at {settings.nebula_base_url}",
         )
     elif settings.nebula_api_key is None:

@@ -16,9 +16,9 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.devkit.simulator import create_simulator
 from app.main import create_app
 from app.settings import Settings
-from app.simulator import create_simulator
 from tests.flaky_upstream import FlakyUpstream
 from tests.receiver import Receiver
 from tests.servers import serve

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from app.delivery.signing import generate_secret
 from app.settings import DEFAULT_RETRY_SCHEDULE, Settings
-from app.signing import generate_secret
 
 
 @pytest.fixture(autouse=True)

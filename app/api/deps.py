@@ -8,7 +8,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import HTTPBearer
 
 from app.relay import Relay
-from app.store import clients
+from app.store import client_apps
 
 
 async def _relay(request: Request) -> Relay:
@@ -27,7 +27,7 @@ class _ApiKey(HTTPBearer):
     sub-dependency cost a registration about 20 µs of the event loop's time, near a tenth of it.
     """
 
-    async def __call__(self, request: Request) -> clients.Client:  # type: ignore[override]
+    async def __call__(self, request: Request) -> client_apps.Client:  # type: ignore[override]
         credentials = await super().__call__(request)
         if credentials is None:
             raise HTTPException(
@@ -50,4 +50,4 @@ _api_key = _ApiKey(
     auto_error=False, scheme_name="HTTPBearer", description="The client app's API key."
 )
 
-CurrentClient = Annotated[clients.Client, Depends(_api_key)]
+CurrentClient = Annotated[client_apps.Client, Depends(_api_key)]

@@ -39,7 +39,7 @@ clients = Table(
 )
 
 #: A task being watched for one client. `next_poll_at` and the lease columns make it work
-#: that any replica can claim (see `claims.py`). `poll_interval` is the client's own interval
+#: that any replica can claim (see `leases.py`). `poll_interval` is the client's own interval
 #: (null: the relay's); `not_found_since` starts the grace period of a task the upstream does not
 #: know (yet); the two counters drive backoff and the end of a watch whose key is refused.
 #: `upstream_api_key_encrypted` is the client's own upstream key, encrypted (`encryption.py`).

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, select
 
-from app.store.clients import KnownClients, bootstrap_default_client
+from app.store.client_apps import KnownClients, bootstrap_default_client
 from app.store.database import Database, migrate, open_database, ping, transaction
 from app.store.tables import clients
 

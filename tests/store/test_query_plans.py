@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
-from app.poll_policy import PollPolicy
-from app.store import claims, clients, watches
+from app.polling.policy import PollPolicy
+from app.store import client_apps, outbox, polls, registrations
 from app.store.database import Database, migrate, open_database
 from app.upstream import UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import parse_snapshot
+from app.work import AttemptResult, Outcome
 
 OWNER = "own_plans"
 WATCHES = 300
@@ -70,7 +71,7 @@ async def poll_and_deliver_once(db: Database) -> None:
     """Claim every watch; a third still running, a third ended, a third failed; then deliver the
     webhooks of the ended ones: delivered, due again, given up on."""
     now = datetime.now(UTC)
-    due = await claims.claim_due_watches(db, owner=OWNER, lease=30, limit=WATCHES)
+    due = await polls.claim_due_watches(db, owner=OWNER, lease=30, limit=WATCHES)
     assert len(due) == WATCHES
     results = [
         POLICY.after_snapshot(watch, RUNNING, now)
@@ -80,13 +81,13 @@ async def poll_and_deliver_once(db: Database) -> None:
         else POLICY.after_error(watch, BROKEN, str(BROKEN), now)
         for n, watch in enumerate(due)
     ]
-    await claims.record_polls(db, owner=OWNER, results=results)
-    pending = (await claims.claim_due_events(db, owner=OWNER, lease=30, limit=WATCHES)).events
+    await polls.record_polls(db, owner=OWNER, results=results)
+    pending = (await outbox.claim_due_events(db, owner=OWNER, lease=30, limit=WATCHES)).events
     assert len(pending) == WATCHES // 3
     outcomes = [
-        claims.Outcome(
+        Outcome(
             event,
-            claims.AttemptResult(
+            AttemptResult(
                 attempted_at=now,
                 duration_ms=3,
                 status_code=204 if n % 3 == 0 else 500,
@@ -97,7 +98,7 @@ async def poll_and_deliver_once(db: Database) -> None:
         )
         for n, event in enumerate(pending)
     ]
-    await claims.record_attempts(db, owner=OWNER, outcomes=outcomes)
+    await outbox.record_attempts(db, owner=OWNER, outcomes=outcomes)
 
 
 def walks(plan_step: str) -> bool:
@@ -106,11 +107,11 @@ def walks(plan_step: str) -> bool:
 
 
 async def test_no_statement_of_polling_or_delivery_walks_a_table(db: Database, path: Path) -> None:
-    boot = await clients.bootstrap_default_client(db, api_key="rk_plans", signing_secret=None)
-    registrations = watches.Registrations(db, poll_interval=0)
+    boot = await client_apps.bootstrap_default_client(db, api_key="rk_plans", signing_secret=None)
+    registry = registrations.Registrations(db, poll_interval=0)
     await asyncio.gather(
         *(
-            registrations.register(
+            registry.register(
                 client_id=boot.client.id,
                 task_id=f"video_{n}",
                 callback_url="https://receiver.test/hooks",

@@ -6,7 +6,7 @@ from fastapi import APIRouter
 
 from app.api.deps import CurrentClient, RelayDep
 from app.api.schemas import RecoverRequest, RecoverResult
-from app.store import watches
+from app.store import watch_queries
 
 router = APIRouter(tags=["watches"])
 
@@ -14,7 +14,7 @@ router = APIRouter(tags=["watches"])
 @router.post("/v1/recover")
 async def recover(body: RecoverRequest, relay: RelayDep, client: CurrentClient) -> RecoverResult:
     """Queue again every event given up on (dead-lettered) that was created since `since`."""
-    recovered = await watches.recover(relay.db, client_id=client.id, since=body.since)
+    recovered = await watch_queries.recover(relay.db, client_id=client.id, since=body.since)
     if recovered:
         relay.deliver_now()
     return RecoverResult(recovered=recovered)

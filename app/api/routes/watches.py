@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 from collections.abc import Awaitable
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
-from fastapi.responses import JSONResponse
 
-from app import callbacks
 from app.api.deps import CurrentClient, RelayDep
 from app.api.schemas import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
@@ -21,8 +17,9 @@ from app.api.schemas import (
     WatchOut,
     WatchPage,
 )
+from app.registrar import IdempotencyConflict, RegistrationRefused
 from app.states import WatchState
-from app.store import idempotency, watches
+from app.store import watch_queries
 
 router = APIRouter(prefix="/v1/watches", tags=["watches"])
 
@@ -54,78 +51,18 @@ async def register_watch(
 ) -> Response:
     """Start watching a task. Registering the same task and callback again returns that watch."""
     try:
-        callbacks.validate_callback_url(
-            body.callback_url, allow_private=relay.settings.allow_private_callbacks
+        registered = await relay.registrar.register(
+            client_id=client.id, request=body, idempotency_key=idempotency_key
         )
-    except callbacks.CallbackRefused as exc:
-        raise _invalid("callback_url", str(exc)) from None
-    settings = relay.settings
-    if body.poll_interval is not None and body.poll_interval < settings.min_poll_interval:
-        raise _invalid(
-            "poll_interval",
-            f"poll_interval must be at least {settings.min_poll_interval:g} seconds on this relay",
-        )
-    encrypted_key = None
-    if body.upstream_api_key is not None:
-        key_box = settings.key_box
-        if key_box is None:
-            raise _invalid(
-                "upstream_api_key",
-                "this relay cannot store upstream keys: its operator has not set "
-                "RELAY_ENCRYPTION_KEY",
-            )
-        encrypted_key = key_box.encrypt(body.upstream_api_key)
-    # Only a request that can be replayed needs its fingerprint.
-    replayable = (
-        (idempotency_key, hashlib.sha256(body.model_dump_json().encode()).hexdigest())
-        if idempotency_key is not None
-        else None
-    )
-    if replayable is not None:
-        key, request_hash = replayable
-        stored = await idempotency.find(relay.db, client_id=client.id, key=key)
-        if stored is not None:
-            return _replay(stored, request_hash)
-    watch, created = await relay.registrations.register(
-        client_id=client.id,
-        task_id=body.task_id,
-        callback_url=body.callback_url,
-        metadata=body.metadata,
-        event_types=list(body.events) if body.events else None,
-        expires_after=body.timeout or settings.watch_timeout,
-        poll_interval=body.poll_interval,
-        upstream_api_key_encrypted=encrypted_key,
-    )
-    status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
-    # Serialized here, once: returned as a model, it would be validated all over again against
-    # `response_model` first.
-    out = WatchOut.model_validate(watch).model_dump_json()
-    if replayable is not None:
-        key, request_hash = replayable
-        stored = await idempotency.save(
-            relay.db,
-            client_id=client.id,
-            key=key,
-            response=idempotency.StoredResponse(request_hash, status_code, out),
-        )
-        return _replay(stored, request_hash)
+    except RegistrationRefused as exc:
+        raise _invalid(exc.field, exc.message) from None
+    except IdempotencyConflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     return Response(
-        out,
-        status_code=status_code,
+        registered.body,
+        status_code=status.HTTP_201_CREATED if registered.created else status.HTTP_200_OK,
         media_type="application/json",
-        headers={"Location": f"/v1/watches/{watch.id}"},
-    )
-
-
-def _replay(stored: idempotency.StoredResponse, request_hash: str) -> JSONResponse:
-    if stored.request_hash != request_hash:
-        raise HTTPException(
-            status.HTTP_409_CONFLICT,
-            "this Idempotency-Key was already used with a different request body",
-        )
-    body = json.loads(stored.body)
-    return JSONResponse(
-        body, status_code=stored.status_code, headers={"Location": f"/v1/watches/{body['id']}"}
+        headers={"Location": f"/v1/watches/{registered.watch_id}"},
     )
 
 
@@ -149,7 +86,7 @@ async def list_watches(
     """The client's watches, newest first."""
     if cursor is not None and not _CURSOR.match(cursor):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is not one this API returned")
-    found = await watches.page(
+    found = await watch_queries.page(
         relay.db,
         client_id=client.id,
         limit=limit + 1,
@@ -163,7 +100,7 @@ async def list_watches(
 
 @router.get("/{watch_id}", responses={404: {"description": _NOT_FOUND}})
 async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
-    watch = await watches.get(relay.db, client_id=client.id, watch_id=watch_id)
+    watch = await watch_queries.get(relay.db, client_id=client.id, watch_id=watch_id)
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     return WatchOut.model_validate(watch)
@@ -179,7 +116,7 @@ async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
 async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
     return await _transition(
-        watches.cancel(relay.db, client_id=client.id, watch_id=watch_id),
+        watch_queries.cancel(relay.db, client_id=client.id, watch_id=watch_id),
         conflict="the watch is already {state}; nothing to cancel",
     )
 
@@ -187,7 +124,7 @@ async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) ->
 @router.get("/{watch_id}/attempts", responses={404: {"description": _NOT_FOUND}})
 async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -> AttemptPage:
     """Every delivery attempt of the watch's webhooks, oldest first."""
-    found = await watches.attempts_of(relay.db, client_id=client.id, watch_id=watch_id)
+    found = await watch_queries.attempts_of(relay.db, client_id=client.id, watch_id=watch_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
     return AttemptPage(data=[AttemptOut.model_validate(attempt) for attempt in found])
@@ -204,18 +141,18 @@ async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -
 async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Send the final webhook again now, with the same `webhook-id` and body."""
     watch = await _transition(
-        watches.redeliver(relay.db, client_id=client.id, watch_id=watch_id),
+        watch_queries.redeliver(relay.db, client_id=client.id, watch_id=watch_id),
         conflict="the watch is {state}; it has no webhook to send again",
     )
     relay.deliver_now()
     return watch
 
 
-async def _transition(change: Awaitable[watches.Watch | None], *, conflict: str) -> WatchOut:
+async def _transition(change: Awaitable[watch_queries.Watch | None], *, conflict: str) -> WatchOut:
     """Answer a state change: the changed watch, 404 if there is none, 409 if not allowed now."""
     try:
         watch = await change
-    except watches.WrongState as exc:
+    except watch_queries.WrongState as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, conflict.format(state=exc.state)) from None
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)

@@ -1,7 +1,7 @@
 """What a poll's outcome means for its watch: when to poll again, and when to give up.
 
 Pure decisions, kept apart from the I/O in `poller.py`: the upstream's answer (or failure) in, a
-`claims.PollResult` to write back out.
+`work.PollResult` to write back out.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.events import Expiry, ExpiryReason
-from app.store.claims import DueWatch, PollResult
+from app.delivery.webhooks import Expiry, ExpiryReason
 from app.upstream import TaskSnapshot, UpstreamError, UpstreamErrorKind
+from app.work import DueWatch, PollResult
 
 #: A refused key is tried this many times in a row before the watch ends: a gateway hiccup
 #: should not end a watch, a revoked key should not be polled for a day.

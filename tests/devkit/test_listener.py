@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 
-from app.signing import generate_secret, signature_headers
+from app.delivery.signing import generate_secret, signature_headers
 from tests.commands import Output, command_environment, running, wait_until_serving
 from tests.conftest import SIGNING_SECRET
 from tests.receiver import Receiver

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.store.clients import KnownClients, bootstrap_default_client
+from app.store.client_apps import KnownClients, bootstrap_default_client
 from app.store.database import Database
 
 

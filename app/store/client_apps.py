@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, insert, select, update
 
+from app.delivery.signing import generate_secret
 from app.ids import new_id
-from app.signing import generate_secret
 from app.store.database import Database, transaction
 from app.store.tables import clients
 

@@ -8,14 +8,15 @@ from datetime import UTC, datetime
 
 from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
-from app.poll_policy import PollPolicy
+from app.polling.policy import PollPolicy
 from app.slots import Slots
-from app.store import claims
+from app.store import polls
 from app.store.batching import Batcher
 from app.store.database import Database
 from app.upstream import UpstreamClient, UpstreamError
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
+from app.work import DueWatch, PollResult
 
 log = logging.getLogger(__name__)
 
@@ -64,14 +65,14 @@ class Poller:
         self._metrics = metrics
         self._on_events = on_events
         self._slots = Slots(concurrency, on_refill=on_slot_free)
-        self._recorder: Batcher[claims.PollResult, None] = Batcher(self._record)
+        self._recorder: Batcher[PollResult, None] = Batcher(self._record)
 
     async def run(self) -> None:
         """Fill the free polling slots with due watches, oldest due first."""
         while count := self._slots.to_fill():
             allowed = self._circuit.allowance(count)
             limit = allowed or count
-            due = await claims.claim_due_watches(
+            due = await polls.claim_due_watches(
                 self._db,
                 owner=self._owner,
                 lease=self._lease,
@@ -88,7 +89,7 @@ class Poller:
         """Let polls in flight finish and be recorded (graceful shutdown)."""
         await self._slots.drain(grace)
 
-    async def _poll_and_record(self, watch: claims.DueWatch) -> None:
+    async def _poll_and_record(self, watch: DueWatch) -> None:
         """The slot is given back when the request is done; the watch stays leased until its
         result is recorded."""
         try:
@@ -103,12 +104,12 @@ class Poller:
             # The lease will lapse and the watch be polled again: nothing is lost.
             log.exception("could not record the poll of task %s", watch.task_id)
 
-    async def _record(self, results: Sequence[claims.PollResult]) -> list[None]:
-        if await claims.record_polls(self._db, owner=self._owner, results=results):
+    async def _record(self, results: Sequence[PollResult]) -> list[None]:
+        if await polls.record_polls(self._db, owner=self._owner, results=results):
             self._on_events()
         return [None] * len(results)
 
-    async def _poll(self, watch: claims.DueWatch) -> claims.PollResult:
+    async def _poll(self, watch: DueWatch) -> PollResult:
         now = datetime.now(UTC)
         expired = self._policy.past_deadline(watch, now)
         if expired is not None:
@@ -144,7 +145,7 @@ class Poller:
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
         return self._policy.after_snapshot(watch, snapshot, now)
 
-    def _watch_key(self, watch: claims.DueWatch) -> str | None:
+    def _watch_key(self, watch: DueWatch) -> str | None:
         if watch.upstream_api_key_encrypted is None:
             return None
         if self._key_box is None:

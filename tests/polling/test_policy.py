@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.events import ExpiryReason
-from app.poll_policy import REFUSALS_ALLOWED, PollPolicy
-from app.store.claims import DueWatch
+from app.delivery.webhooks import ExpiryReason
+from app.polling.policy import REFUSALS_ALLOWED, PollPolicy
 from app.upstream import UpstreamError, UpstreamErrorKind, parse_snapshot
+from app.work import DueWatch
 
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from app.signing import generate_secret, signature_headers
+from app.delivery.signing import generate_secret, signature_headers
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 MESSAGE_ID = "msg_4f1c2a9e0b7d4c3a8e6f5d2c1b0a9f8e"

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.simulator import FAKE_VIDEO, create_simulator
+from app.devkit.simulator import FAKE_VIDEO, create_simulator
 from tests.servers import serve
 
 GENERATIONS = "/v1/video/generations"

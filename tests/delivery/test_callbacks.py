@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from app import callbacks
-from app.callbacks import (
+from app.delivery import callbacks
+from app.delivery.callbacks import (
     MAX_URL_LENGTH,
     CallbackRefused,
     PublicHosts,

@@ -11,9 +11,14 @@ import enum
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from app.ids import event_id
+from app.states import EventState
 from app.upstream import TaskSnapshot, TaskStatus
+
+if TYPE_CHECKING:
+    from app.work import PollResult
 
 SUCCEEDED = "task.succeeded"
 FAILED = "task.failed"
@@ -96,6 +101,47 @@ def build_expiry_payload(
         "metadata": metadata,
     }
     return _envelope(event_id, EXPIRED, created_at, data)
+
+
+def outbox_row(result: PollResult, now: datetime) -> dict[str, Any]:
+    """The outbox row of the webhook that tells of `result`; its id is derived, not drawn, so
+    writing it twice is impossible."""
+    watch, snapshot = result.watch, result.snapshot
+    seq = watch.event_seq + 1
+    described = {
+        "created_at": now,
+        "watch_id": watch.id,
+        "task_id": watch.task_id,
+        "metadata": watch.metadata,
+    }
+    if result.expiry is not None:
+        kind = EXPIRED
+        new_id = event_id(watch.id, kind)
+        payload = build_expiry_payload(
+            event_id=new_id,
+            upstream_status=watch.upstream_status,
+            expiry=result.expiry,
+            **described,
+        )
+    else:
+        assert snapshot is not None
+        kind = event_type(snapshot.status)
+        new_id = event_id(watch.id, kind if result.final else f"{kind}:{seq}")
+        payload = build_payload(event_id=new_id, snapshot=snapshot, **described)
+    return {
+        "id": new_id,
+        "watch_id": watch.id,
+        "client_id": watch.client_id,
+        "seq": seq,
+        "type": kind,
+        "callback_url": watch.callback_url,
+        "payload": payload,
+        "state": EventState.PENDING,
+        "attempts": 0,
+        "round_start": 0,
+        "next_attempt_at": now,
+        "created_at": now,
+    }
 
 
 def _envelope(event_id: str, kind: str, created_at: datetime, data: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from app import own_simulator
+from app.devkit import mounted_simulator
 from app.main import create_app
 from app.settings import Settings
 from tests.commands import command_environment, run_app_command, running, wait_until_serving
@@ -61,7 +61,7 @@ async def test_the_relay_serves_the_simulator_and_polls_it_over_http(
         submitted = await relay.http.post(
             "/simulator/v1/video/generations",
             json={"model": "wan2.5-t2v-preview", "prompt": "a cat", "simulation": {"polls": 3}},
-            headers={"Authorization": f"Bearer {own_simulator.API_KEY}"},
+            headers={"Authorization": f"Bearer {mounted_simulator.API_KEY}"},
         )
         assert submitted.status_code == 200, submitted.text
         watch = await relay.register(submitted.json()["task_id"], callback)
@@ -82,7 +82,7 @@ async def test_the_simulator_stays_out_of_the_relays_api_document(tmp_path: Path
     async with relay_with_simulator(tmp_path) as relay:
         spec = (await relay.http.get("/openapi.json")).json()
 
-    committed = json.loads((Path(__file__).parent.parent / "openapi/openapi.json").read_text())
+    committed = json.loads((Path(__file__).parents[2] / "openapi/openapi.json").read_text())
     assert spec == committed
 
 
@@ -152,7 +152,7 @@ async def test_the_simulator_runs_as_its_own_process(tmp_path: Path) -> None:
 
 
 async def test_until_its_first_request_the_relay_does_not_know_where_to_poll_itself() -> None:
-    request = httpx.Request("GET", f"{own_simulator.BASE_URL}/v1/video/generations/some-task")
+    request = httpx.Request("GET", f"{mounted_simulator.BASE_URL}/v1/video/generations/some-task")
 
     with pytest.raises(httpx.ConnectError, match="learned from its first request"):
-        own_simulator.ServedAddress().point_here(request)
+        mounted_simulator.ServedAddress().point_here(request)

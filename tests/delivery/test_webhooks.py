@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from app.events import (
+from app.delivery.webhooks import (
     EXPIRED,
     FAILED,
     SUCCEEDED,

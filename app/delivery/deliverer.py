@@ -11,14 +11,15 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 
-from app import callbacks
+from app.delivery import callbacks
+from app.delivery.signing import signature_headers
 from app.metrics import Metrics
-from app.signing import signature_headers
 from app.slots import Slots
-from app.store import claims
+from app.store import outbox
 from app.store.batching import Batcher
 from app.store.database import Database
 from app.transport import USER_AGENT, parsed_url, timeout_extension
+from app.work import AttemptResult, DueEvent, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -72,14 +73,14 @@ class Deliverer:
         self._metrics = metrics
         self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._on_due_in = on_due_in
-        self._recorder: Batcher[claims.Outcome, None] = Batcher(
-            lambda outcomes: claims.record_attempts(db, owner=owner, outcomes=outcomes)
+        self._recorder: Batcher[Outcome, None] = Batcher(
+            lambda outcomes: outbox.record_attempts(db, owner=owner, outcomes=outcomes)
         )
 
     async def run(self) -> None:
         """Fill the free delivery slots with due events."""
         while count := self._slots.to_fill():
-            claimed = await claims.claim_due_events(
+            claimed = await outbox.claim_due_events(
                 self._db, owner=self._owner, lease=self._lease, limit=count
             )
             for event in claimed.events:
@@ -94,13 +95,13 @@ class Deliverer:
         """Let deliveries in flight finish (graceful shutdown); the rest keep their lease."""
         await self._slots.drain(grace)
 
-    async def _deliver(self, event: claims.DueEvent) -> None:
+    async def _deliver(self, event: DueEvent) -> None:
         try:
             await self._deliver_and_record(event)
         finally:
             self._slots.give_back()
 
-    async def _deliver_and_record(self, event: claims.DueEvent) -> None:
+    async def _deliver_and_record(self, event: DueEvent) -> None:
         result = await self._attempt(event)
         retry_at = None if result.delivered else self._next_attempt(event, result)
         outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")
@@ -108,7 +109,7 @@ class Deliverer:
         if outcome == "dead":
             log.warning("giving up on event %s after %d attempts", event.id, event.attempts + 1)
         try:
-            await self._recorder.submit(claims.Outcome(event, result, retry_at))
+            await self._recorder.submit(Outcome(event, result, retry_at))
         except Exception:
             # The lease will lapse and the event be delivered again: at least once, never lost.
             log.exception("could not record the delivery of event %s", event.id)
@@ -119,9 +120,7 @@ class Deliverer:
     def _claim_again_at(self, due_at: datetime) -> None:
         self._on_due_in((due_at - datetime.now(UTC)).total_seconds())
 
-    def _next_attempt(
-        self, event: claims.DueEvent, result: claims.AttemptResult
-    ) -> datetime | None:
+    def _next_attempt(self, event: DueEvent, result: AttemptResult) -> datetime | None:
         """When to try again, or None to stop: the schedule is used up, or the receiver said 410.
 
         A redelivery starts a new round (`round_start`), which follows the schedule afresh.
@@ -135,7 +134,7 @@ class Deliverer:
             delay = self._schedule[step] * random.uniform(1 - self._jitter, 1 + self._jitter)
         return datetime.now(UTC) + timedelta(seconds=delay)
 
-    async def _attempt(self, event: claims.DueEvent) -> claims.AttemptResult:
+    async def _attempt(self, event: DueEvent) -> AttemptResult:
         at = datetime.now(UTC)
         started = time.perf_counter()
         status_code: int | None = None
@@ -184,7 +183,7 @@ class Deliverer:
             error = f"HTTP {status_code}"
         elapsed = time.perf_counter() - started
         self._metrics.delivery_seconds.observe(elapsed)
-        return claims.AttemptResult(
+        return AttemptResult(
             attempted_at=at,
             duration_ms=round(elapsed * 1000),
             status_code=status_code,

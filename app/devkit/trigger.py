@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import httpx
 
-from app import own_simulator
+from app.devkit import mounted_simulator
 
 Outcome = Literal["succeeded", "failed"]
 
@@ -24,7 +24,7 @@ class TriggerFailed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Simulation:
-    """The course the simulated task takes (see `SimulationSpec` in app/simulator.py)."""
+    """The course the simulated task takes (see `SimulationSpec` in `simulator.py`)."""
 
     outcome: Outcome
     model: str
@@ -56,7 +56,7 @@ async def trigger(
 
     Waits up to `wait` seconds for the relay to come up, so it can be run right after starting it.
     """
-    upstream_url = upstream_url or relay_url.rstrip("/") + own_simulator.MOUNT_PATH
+    upstream_url = upstream_url or relay_url.rstrip("/") + mounted_simulator.MOUNT_PATH
     async with httpx.AsyncClient(timeout=10.0) as http:
         await _wait_until_up(http, relay_url.rstrip("/") + "/healthz", wait)
         submitted = await http.post(

@@ -1,0 +1,122 @@
+"""The rules of registering a watch: what the API's route applies, apart from HTTP.
+
+A registration is checked against the relay's own limits (callback addresses, the shortest
+interval, whether upstream keys can be stored), its upstream key is encrypted, and a request
+that carries an `Idempotency-Key` is answered as the first one with that key was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from app.api.schemas import WatchCreate, WatchOut
+from app.delivery import callbacks
+from app.settings import Settings
+from app.store import idempotency
+from app.store.database import Database
+from app.store.registrations import Registrations
+
+
+class RegistrationRefused(ValueError):
+    """The request is well-formed, but this relay will not take it; `field` says which part."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class IdempotencyConflict(Exception):
+    """The `Idempotency-Key` was used before, with another request body."""
+
+
+@dataclass(frozen=True, slots=True)
+class Registered:
+    """The answer to a registration: the watch, serialized once, and whether it is new."""
+
+    watch_id: str
+    created: bool
+    body: str
+
+
+class Registrar:
+    def __init__(self, db: Database, settings: Settings, registrations: Registrations) -> None:
+        self._db = db
+        self._settings = settings
+        self._registrations = registrations
+
+    async def register(
+        self, *, client_id: str, request: WatchCreate, idempotency_key: str | None
+    ) -> Registered:
+        """Create the watch, or return the live one for the same task and callback.
+
+        :raises RegistrationRefused: the request breaks one of this relay's rules.
+        :raises IdempotencyConflict: the key was already used with another body.
+        """
+        encrypted_key = self._check(request)
+        request_hash = None
+        if idempotency_key is not None:
+            # Only a request that can be replayed needs its fingerprint.
+            request_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+            stored = await idempotency.find(self._db, client_id=client_id, key=idempotency_key)
+            if stored is not None:
+                return _replayed(stored, request_hash)
+        watch, created = await self._registrations.register(
+            client_id=client_id,
+            task_id=request.task_id,
+            callback_url=request.callback_url,
+            metadata=request.metadata,
+            event_types=list(request.events) if request.events else None,
+            expires_after=request.timeout or self._settings.watch_timeout,
+            poll_interval=request.poll_interval,
+            upstream_api_key_encrypted=encrypted_key,
+        )
+        # Serialized here, once: returned as a model, the route would validate it all over again.
+        registered = Registered(watch.id, created, WatchOut.model_validate(watch).model_dump_json())
+        if idempotency_key is None or request_hash is None:
+            return registered
+        stored = await idempotency.save(
+            self._db,
+            client_id=client_id,
+            key=idempotency_key,
+            response=idempotency.StoredResponse(
+                request_hash, 201 if created else 200, registered.body
+            ),
+        )
+        return _replayed(stored, request_hash)
+
+    def _check(self, request: WatchCreate) -> str | None:
+        """Apply the relay's rules; return the upstream key encrypted, if one came."""
+        settings = self._settings
+        try:
+            callbacks.validate_callback_url(
+                request.callback_url, allow_private=settings.allow_private_callbacks
+            )
+        except callbacks.CallbackRefused as exc:
+            raise RegistrationRefused("callback_url", str(exc)) from None
+        if request.poll_interval is not None and request.poll_interval < settings.min_poll_interval:
+            raise RegistrationRefused(
+                "poll_interval",
+                f"poll_interval must be at least {settings.min_poll_interval:g} seconds on this "
+                "relay",
+            )
+        if request.upstream_api_key is None:
+            return None
+        key_box = settings.key_box
+        if key_box is None:
+            raise RegistrationRefused(
+                "upstream_api_key",
+                "this relay cannot store upstream keys: its operator has not set "
+                "RELAY_ENCRYPTION_KEY",
+            )
+        return key_box.encrypt(request.upstream_api_key)
+
+
+def _replayed(stored: idempotency.StoredResponse, request_hash: str) -> Registered:
+    if stored.request_hash != request_hash:
+        raise IdempotencyConflict(
+            "this Idempotency-Key was already used with a different request body"
+        )
+    watch_id = WatchOut.model_validate_json(stored.body).id
+    return Registered(watch_id, stored.status_code == 201, stored.body)
