@@ -79,10 +79,10 @@ def _without_upstream_key(error: dict[str, Any]) -> dict[str, Any]:
 
 def _spare_the_startup_objects_from_the_collector() -> None:
     """What import and startup made (modules, schemas, compiled queries) lives as long as the
-    process, yet each full pass of the garbage collector walked all of it again: passes of
-    50-100 ms, a pause of the one event loop that showed in the latency figures. Frozen, those
-    objects are left out of every pass (until the app stops: a process that starts several, as
-    the tests do, gets them back)."""
+    process, yet each full pass of the garbage collector walked all of it again, pausing the one
+    event loop long enough to delay polls and webhooks. Frozen, those objects are left out of
+    every pass (until the app stops: a process that starts several, as the tests do, gets them
+    back)."""
     gc.collect()
     gc.freeze()
 

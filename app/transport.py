@@ -6,13 +6,12 @@ reqwest, Rust's HTTP client, through the `pyreqwest` package: connections, HTTP 
 run on a thread of their own, outside the event loop. That loop also serves the API and runs
 every poll and delivery, and it is what limits the relay (the benchmark's CPU notes show it
 using a whole core while the machine has more to spare), so each request should cost it as
-little as possible. Over aiohttp, which this module used before, polls fell behind under the
-benchmark's load; over reqwest they keep to schedule (the README's Performance section has the
-figures). Swapping the transport again is a change to this module alone.
+little as possible (docs/performance.md compares reqwest with what was tried before). Swapping
+the transport is a change to this module alone.
 
 The relay's own requests go to the transport without an `httpx.AsyncClient` in between: a poll
 or a webhook needs none of what a client adds (cookies, redirects, auth flows, merged defaults),
-and at two thousand requests a second that layer cost a third of the relay's CPU. Redirects are
+and that layer's cost would be paid on every one of thousands of requests a second. Redirects are
 therefore never followed (a 3xx from a receiver is a failed delivery) and no proxy variables are
 read: the relay calls receivers and the upstream directly.
 """
@@ -47,7 +46,7 @@ KEPT_URL_LENGTH = 1024
 def parsed_url(url: str) -> httpx.URL:
     """`url` parsed once, for the URLs the relay sends to again and again: a task's, polled every
     few seconds for minutes, and a receiver's, shared by many watches. Parsing is most of what
-    building an `httpx.Request` costs (a tenth of a poll's CPU), and a parsed URL is immutable."""
+    building an `httpx.Request` costs, and a parsed URL is immutable."""
     return _parsed(url) if len(url) <= KEPT_URL_LENGTH else httpx.URL(url)
 
 

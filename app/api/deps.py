@@ -24,7 +24,7 @@ class _ApiKey(HTTPBearer):
 
     One dependency that both reads the header and looks the key up, rather than a lookup that
     depends on `HTTPBearer`: every request is authenticated, and FastAPI's solving of a
-    sub-dependency cost a registration about 20 µs of the event loop's time, near a tenth of it.
+    sub-dependency is a noticeable part of what a registration costs the event loop.
     """
 
     async def __call__(self, request: Request) -> client_apps.Client:  # type: ignore[override]

@@ -83,13 +83,12 @@ async def ensure_public(url: str) -> None:
 class PublicHosts:
     """`ensure_public`, with the host names found public remembered for `ttl` seconds.
 
-    Every delivery is checked, and a lookup hands the event loop's work to a thread and back
-    (about 50 µs of CPU for a name from /etc/hosts, before any wait for a nameserver), while a
-    receiver may get thousands of webhooks a minute. Remembering a verdict briefly leaves the
-    check as strong as it was: the check and the connection look the name up separately (and a
-    pooled connection keeps the address it was opened to), so a name whose answers change between
-    the two could pass it anyway. Refusals are not remembered: a receiver that fixes its DNS is
-    delivered to at the next attempt.
+    Every delivery is checked, and a lookup hands the event loop's work to a thread and back,
+    even before any wait for a nameserver, while a receiver may get thousands of webhooks a
+    minute. Remembering a verdict briefly leaves the check as strong as it was: the check and the
+    connection look the name up separately (and a pooled connection keeps the address it was
+    opened to), so a name whose answers change between the two could pass it anyway. Refusals are
+    not remembered: a receiver that fixes its DNS is delivered to at the next attempt.
     """
 
     def __init__(self, *, ttl: float = PUBLIC_HOST_TTL) -> None:

@@ -4,16 +4,13 @@ The store's queries are plain functions of a SQLAlchemy `Connection`, each one t
 (`transaction`); a `Database` runs them where its driver does best:
 
 - SQLite, in the event loop's own thread, a whole transaction at a time. SQLite is a library,
-  not a server: a statement of the relay's (indexed, batched) takes tens of microseconds, and in
-  WAL mode with `synchronous=NORMAL` a commit does not wait for the disk. Handing the work to
-  another thread cost more than the work: through aiosqlite (which the relay used before), each
-  cursor call was a round trip to its thread, about 380 µs of CPU per statement against 45 µs in
-  place; with whole transactions on a thread of their own, the two threads' contention for the
-  GIL ate the gain. The benchmark's figures are in the README ("Performance").
+  not a server: a statement of the relay's (indexed, batched) takes less time than handing it to
+  another thread and back, and in WAL mode with `synchronous=NORMAL` a commit does not wait for
+  the disk. docs/performance.md has the figures, and what was tried first.
   The one exception is the checkpoint, which copies the write-ahead log back into the database
   file and waits for the disk: the relay's connection never runs it (SQLite would, in whichever
-  commit the log passes 4 MB, a stall of 5-10 ms every fraction of a second under load), a
-  thread of its own does, on a connection of its own, once a second (`_Checkpoints`).
+  commit takes the log past 4 MB, stalling the event loop), a thread of its own does, on a
+  connection of its own, once a second (`_Checkpoints`).
 - PostgreSQL, on the event loop through asyncpg, as SQLAlchemy's asyncio extension runs
   synchronous code (`AsyncConnection.run_sync`): waiting on the server never blocks the loop.
 """
@@ -58,8 +55,8 @@ class Database(ABC):
 
 def open_database(url: str) -> Database:
     """Accept the plain URLs operators copy around (`postgresql://…`, `sqlite:///…`) and pick
-    the driver. SQLite always gets Python's own, whatever driver the URL names
-    (`sqlite+aiosqlite://` was the default once)."""
+    the driver. SQLite always gets Python's own, whatever driver the URL names, so that a URL
+    written for another driver (`sqlite+aiosqlite://`) still opens."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         sqlite = parsed.set(drivername="sqlite+pysqlite")

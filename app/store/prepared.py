@@ -3,12 +3,12 @@
 The write-backs of polls and deliveries run thousands of rows a second. For each row of an
 `executemany`, SQLAlchemy's `Connection.execute` builds a dict of every parameter of the
 compiled statement and then a second structure for the driver, in generic code that handles
-every kind of statement; measured alone on SQLite, that made a watch's write-back cost about
-17 µs a row against 11 µs laid out here. `Prepared` does what `Connection.execute` does for such
-a statement, compiled the same way and cached, but lays each row out with a plan made once: the
-row's values in the driver's order, through the same bind processors, with the statement's own
-constants filled in. It is run with `Connection.exec_driver_sql`, so logging, events and the
-wrapping of driver errors are SQLAlchemy's as before.
+every kind of statement, and for these statements that is a large part of each row's cost.
+`Prepared` does what `Connection.execute` does for such a statement, compiled the same way and
+cached, but lays each row out with a plan made once: the row's values in the driver's order,
+through the same bind processors, with the statement's own constants filled in. It is run with
+`Connection.exec_driver_sql`, so logging, events and the wrapping of driver errors are
+SQLAlchemy's, as with `Connection.execute`.
 """
 
 from __future__ import annotations
