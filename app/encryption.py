@@ -43,3 +43,14 @@ class KeyBox:
                 "the watch's upstream key was encrypted with a key RELAY_ENCRYPTION_KEY no longer "
                 "holds"
             ) from None
+
+
+def watch_key(key_box: KeyBox | None, encrypted: str | None) -> str | None:
+    """The upstream key a watch brought, decrypted; None if it brought none."""
+    if encrypted is None:
+        return None
+    if key_box is None:
+        raise UndecryptableError(
+            "the watch brought its own upstream key, but RELAY_ENCRYPTION_KEY is not set"
+        )
+    return key_box.decrypt(encrypted)

@@ -14,7 +14,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app import relay
-from app.api.routes import recovery, service, watches
+from app.api.routes import files, recovery, service, watches
+from app.capture.links import LearnOrigin, Origin
 from app.settings import Settings
 
 VERSION = "0.1.0"
@@ -23,6 +24,7 @@ UPSTREAM_KEY_FIELD = "upstream_api_key"
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    origin = Origin(settings.public_url)
     served = None
     if settings.simulator:
         # The developer kit is loaded only when it is used.
@@ -33,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_logging()
-        async with relay.running(settings, served=served) as running:
+        async with relay.running(settings, served=served, origin=origin) as running:
             app.state.relay = running
             _spare_the_startup_objects_from_the_collector()
             try:
@@ -50,12 +52,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.include_router(watches.router)
     app.include_router(recovery.router)
+    app.include_router(files.router)
     app.include_router(service.router)
     if settings.simulator:
         # A mounted app's routes stay out of the relay's OpenAPI document.
         app.mount(mounted_simulator.MOUNT_PATH, simulator.create_simulator())
         if served is not None:
             app.add_middleware(mounted_simulator.LearnServedAddress, address=served)
+    if settings.public_url is None:
+        app.add_middleware(LearnOrigin, origin=origin)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
 

@@ -45,6 +45,28 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.captures = Counter(
+            "relay_captures",
+            "Tries at capturing a succeeded task's result, by outcome (stored, retry, failed).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.capture_seconds = Histogram(
+            "relay_capture_duration_seconds",
+            "Time to obtain and store one result, for the tries that stored it.",
+            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 600),
+            registry=self.registry,
+        )
+        self.capture_bytes = Counter(
+            "relay_captured_bytes",
+            "Bytes of results captured and stored.",
+            registry=self.registry,
+        )
+        self.files_deleted = Counter(
+            "relay_captured_files_deleted",
+            "Captured files deleted once past RELAY_FILE_TTL.",
+            registry=self.registry,
+        )
         self.delivery_seconds = Histogram(
             "relay_delivery_duration_seconds",
             "Time from sending a webhook to the receiver's answer.",

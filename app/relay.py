@@ -8,12 +8,18 @@ import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from secrets import token_hex
 from typing import TYPE_CHECKING
 
 import httpx
 from pydantic import SecretStr
 
 from app import transport
+from app.capture.capturer import Capturer
+from app.capture.cleanup import FileCleanup
+from app.capture.links import FALLBACK_ORIGIN, FileLinks, Origin
+from app.capture.sources import ResultSource
+from app.capture.storage import FileStorage
 from app.delivery.deliverer import Deliverer
 from app.ids import new_id
 from app.metrics import Metrics
@@ -22,7 +28,7 @@ from app.polling.poller import Poller
 from app.registrar import Registrar
 from app.scheduler import Ticker
 from app.settings import Settings
-from app.store import client_apps, leases, registrations
+from app.store import client_apps, leases, registrations, relay_secrets
 from app.store.database import Database, migrate, open_database
 from app.upstream import UpstreamClient
 from app.upstream.circuit import Circuit
@@ -42,6 +48,8 @@ class Relay:
     ticker: Ticker
     clients: client_apps.KnownClients
     registrar: Registrar
+    links: FileLinks
+    storage: FileStorage
 
     def deliver_now(self) -> None:
         """Events queued again by the API are sent at once, not at the next tick."""
@@ -49,12 +57,18 @@ class Relay:
 
 
 POLL = "poll"
+CAPTURE = "capture"
 DELIVER = "deliver"
+CLEANUP = "cleanup"
+#: Seconds between two looks for captured files past their time to live.
+CLEANUP_INTERVAL = 60.0
+#: The name of the key that signs links to captured files (`relay_secrets`).
+LINKS_SECRET = "file_links"
 
 
 @asynccontextmanager
 async def running(
-    settings: Settings, *, served: ServedAddress | None = None
+    settings: Settings, *, served: ServedAddress | None = None, origin: Origin | None = None
 ) -> AsyncIterator[Relay]:
     """Start everything in dependency order and stop it in reverse, gracefully.
 
@@ -62,6 +76,7 @@ async def running(
     claimed and not finished is released so the next start (or another replica) takes it at once.
 
     :param served: where the relay is served, when it polls its own simulator.
+    :param origin: what links to captured files are built on (default: `RELAY_PUBLIC_URL`).
     """
     db = open_database(settings.database_url)
     await migrate(db)
@@ -81,6 +96,41 @@ async def running(
         upstream_base_url = mounted_simulator.BASE_URL
         upstream_key = upstream_key or SecretStr(mounted_simulator.API_KEY)
     delivery_transport = transport.create_transport(max_connections=settings.delivery_concurrency)
+    links = FileLinks(
+        bytes.fromhex(
+            await relay_secrets.get_or_create(db, name=LINKS_SECRET, make=lambda: token_hex(32))
+        ),
+        origin=origin or Origin(settings.public_url),
+    )
+    storage = FileStorage.from_settings(settings)
+    capture_transport = transport.create_transport(max_connections=settings.capture_concurrency)
+    capturer = Capturer(
+        db=db,
+        source=ResultSource(
+            transport=capture_transport,
+            upstream=UpstreamClient(
+                upstream_transport if served is not None else capture_transport,
+                base_url=upstream_base_url,
+                api_key=upstream_key.get_secret_value() if upstream_key else None,
+                timeout=settings.capture_request_timeout,
+            ),
+            timeout=settings.capture_request_timeout,
+            max_bytes=settings.capture_max_bytes,
+        ),
+        storage=storage,
+        links=links,
+        owner=owner,
+        lease=settings.capture_lease,
+        concurrency=settings.capture_concurrency,
+        max_bytes=settings.capture_max_bytes,
+        file_ttl=settings.file_ttl,
+        key_box=settings.key_box,
+        metrics=metrics,
+        on_events=lambda: ticker.kick(DELIVER),
+        on_slot_free=lambda: ticker.kick(CAPTURE),
+        on_due_in=lambda delay: ticker.kick_in(CAPTURE, delay),
+    )
+    cleanup = FileCleanup(db=db, storage=storage, metrics=metrics)
     deliverer = Deliverer(
         db=db,
         transport=delivery_transport,
@@ -118,11 +168,14 @@ async def running(
         rate_limiter=RateLimiter(rate=settings.upstream_rps) if settings.upstream_rps else None,
         key_box=settings.key_box,
         metrics=metrics,
-        on_events=lambda: ticker.kick(DELIVER),
+        capture_timeout=settings.capture_timeout if settings.capture else None,
+        on_events=lambda: ticker.kick(CAPTURE, DELIVER),
         on_slot_free=lambda: ticker.kick(POLL),
     )
     ticker.every_tick(POLL, poller.run)
+    ticker.every_tick(CAPTURE, capturer.run)
     ticker.every_tick(DELIVER, deliverer.run)
+    ticker.every(CLEANUP, CLEANUP_INTERVAL, cleanup.run)
     ticker.start()
     try:
         yield Relay(
@@ -134,15 +187,20 @@ async def running(
             Registrar(
                 db, settings, registrations.Registrations(db, poll_interval=settings.poll_interval)
             ),
+            links,
+            storage,
         )
     finally:
         await ticker.stop(settings.shutdown_grace)
         await asyncio.gather(
-            poller.drain(settings.shutdown_grace), deliverer.drain(settings.shutdown_grace)
+            poller.drain(settings.shutdown_grace),
+            capturer.drain(settings.shutdown_grace),
+            deliverer.drain(settings.shutdown_grace),
         )
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
+        await capture_transport.aclose()
         await db.dispose()
 
 
@@ -168,6 +226,13 @@ async def _bootstrap(db: Database, settings: Settings) -> None:
         log.warning(
             "RELAY_SIGNING_SECRET is not set, so a webhook signing secret was generated and "
             "stored. Receivers verify with it; GET /v1/client returns it at any time."
+        )
+    if settings.capture and settings.public_url is None:
+        log.warning(
+            "RELAY_PUBLIC_URL is not set: links to captured videos name the address this relay "
+            "is first called at (%s until then), which works on this machine. Set it to the "
+            "address receivers reach the relay at, e.g. RELAY_PUBLIC_URL=https://relay.example.com",
+            FALLBACK_ORIGIN,
         )
     if settings.simulator:
         from app.devkit.mounted_simulator import MOUNT_PATH

@@ -44,21 +44,36 @@ class Ticker:
             misfire_grace_time=None,
         )
 
-    def kick(self, name: str) -> None:
-        """Run a job now rather than at the next tick, because new work has just been written.
+    def every(self, name: str, seconds: float, job: Job) -> None:
+        """Run `job` every `seconds`, first after `seconds`: for upkeep that is never urgent."""
+        self._scheduler.add_job(
+            self._run,
+            "interval",
+            args=(name, job),
+            seconds=seconds,
+            id=name,
+            max_instances=2,
+            coalesce=True,
+            misfire_grace_time=None,
+        )
+        self._jobs[name] = job
 
-        If it is running already, it runs once more as soon as it ends: the run in progress may
+    def kick(self, *names: str) -> None:
+        """Run jobs now rather than at the next tick, because new work has just been written.
+
+        If one is running already, it runs once more as soon as it ends: the run in progress may
         have looked for work before the new work was committed.
         """
-        job = self._jobs.get(name)
-        if job is None:
-            return  # stopping: a run that ends now must not start another
-        if name in self._running:
-            self._again.add(name)  # what `_run` would do, without a task per kick
-            return
-        task = asyncio.create_task(self._run(name, job))
-        self._kicks.add(task)
-        task.add_done_callback(self._kicks.discard)
+        for name in names:
+            job = self._jobs.get(name)
+            if job is None:
+                continue  # stopping: a run that ends now must not start another
+            if name in self._running:
+                self._again.add(name)  # what `_run` would do, without a task per kick
+                continue
+            task = asyncio.create_task(self._run(name, job))
+            self._kicks.add(task)
+            task.add_done_callback(self._kicks.discard)
 
     def kick_in(self, name: str, delay: float) -> None:
         """Run a job in `delay` seconds, because work falls due then and the next tick may be

@@ -55,6 +55,19 @@ class Settings(BaseSettings):
     upstream_backoff_max: float = Field(300.0, gt=0)
     circuit_cooldown: float = Field(30.0, gt=0)
     encryption_key: SecretStr | None = None
+    capture: bool = True
+    capture_max_bytes: int = Field(1024**3, ge=1)
+    capture_timeout: float = Field(3600.0, gt=0)
+    capture_concurrency: int = Field(4, ge=1)
+    capture_request_timeout: float = Field(600.0, gt=0)
+    storage_dir: str = "./relay-files"
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    public_url: str | None = None
+    file_ttl: float = Field(7 * 24 * 3600.0, gt=0)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -74,6 +87,23 @@ class Settings(BaseSettings):
         ):
             raise ValueError(f"retry delays must be between 0 and {MAX_RETRY_DELAY:.0f} seconds")
         return value
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        """Only the backends the relay knows; a typo must not silently store nowhere."""
+        if value is not None and not value.startswith("s3://"):
+            raise ValueError("RELAY_STORAGE_URL must be an s3://bucket[/prefix] URL")
+        if value is not None and not value.removeprefix("s3://").split("/", 1)[0]:
+            raise ValueError("RELAY_STORAGE_URL must name a bucket: s3://bucket[/prefix]")
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("RELAY_PUBLIC_URL must be an http:// or https:// URL")
+        return value.rstrip("/") if value is not None else None
 
     @field_validator("signing_secret")
     @classmethod
@@ -116,6 +146,11 @@ class Settings(BaseSettings):
     def poll_lease(self) -> float:
         """How long a claimed poll stays ours: long enough for one upstream request."""
         return self.upstream_timeout + 5.0
+
+    @property
+    def capture_lease(self) -> float:
+        """How long a claimed capture stays ours: long enough for one download."""
+        return self.capture_request_timeout + 10.0
 
     @property
     def delivery_lease(self) -> float:

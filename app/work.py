@@ -121,3 +121,59 @@ class Outcome:
         if not self.event.terminal or self.event_state is EventState.PENDING:
             return None
         return WatchState.COMPLETED if self.result.delivered else WatchState.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class DueCapture:
+    """A succeeded task's result, claimed for one try at obtaining and storing it.
+
+    Where the result is: `inline_data` (a `data:` URI), else `source_url` (a link, or another
+    string the upstream put there, such as Veo's `"expired"`), else the upstream's download API.
+    """
+
+    id: str
+    client_id: str
+    source_url: str | None
+    inline_data: str | None
+    attempts: int
+    deadline_at: datetime
+    task_id: str
+    upstream_api_key_encrypted: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CapturedWatch:
+    """What the final event of a watch whose result was captured is made from."""
+
+    id: str
+    task_id: str
+    metadata: Any
+    client_id: str
+    callback_url: str
+    event_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    key: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    stored_at: datetime
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureOutcome:
+    """One try at a capture: stored, failed for good (`error` and no `retry_at`), or due again
+    at `retry_at`. `report` is what the final event says of it."""
+
+    capture: DueCapture
+    stored: StoredFile | None
+    error: webhooks.CaptureError | None
+    retry_at: datetime | None
+    report: webhooks.CaptureReport | None
+
+    @property
+    def final(self) -> bool:
+        return self.retry_at is None

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
@@ -164,15 +165,18 @@ def relay_settings(database_url: str, upstream_url: str, **overrides: Any) -> Se
         "upstream_timeout": 2,
         "allow_private_callbacks": True,
         "shutdown_grace": 2,
+        # Tests that start no relay of their own keep captured files apart from the project's.
+        "storage_dir": str(Path(tempfile.gettempdir()) / "relay-test-files"),
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)
 
 
 @pytest.fixture
-def start_relay(database_url: str, upstream: Upstream) -> RelayFactory:
+def start_relay(database_url: str, upstream: Upstream, tmp_path: Path) -> RelayFactory:
     @asynccontextmanager
     async def start(**overrides: Any) -> AsyncIterator[RelayClient]:
+        overrides.setdefault("storage_dir", str(tmp_path / "files"))
         settings = relay_settings(database_url, upstream.url, **overrides)
         async with (
             serve(create_app(settings)) as url,

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 from standardwebhooks import Webhook
 
+from tests.flaky_upstream import FlakyUpstream
 from tests.conftest import API_KEY, SIGNING_SECRET, UPSTREAM_KEY, RelayFactory, Upstream
 from tests.receiver import Answer, Receiver
 
@@ -30,7 +31,7 @@ def _free_port() -> int:
 
 @asynccontextmanager
 async def relay_process(
-    database_url: str, upstream: Upstream, log: Path
+    database_url: str, upstream: Upstream | FlakyUpstream, log: Path, **env: str
 ) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
     """The relay as operators run it: `uvicorn app.main:app`, configured by the environment."""
     port = _free_port()
@@ -48,6 +49,8 @@ async def relay_process(
         "RELAY_UPSTREAM_TIMEOUT": "1",
         "RELAY_DELIVERY_TIMEOUT": "1",
         "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RELAY_STORAGE_DIR": str(log.parent / "files"),
+        **env,
     }
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(

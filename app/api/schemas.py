@@ -14,7 +14,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.states import WatchState
+from app.states import CaptureState, WatchState
 from app.upstream.client import DOT_SEGMENTS
 
 MAX_TASK_ID_LENGTH = 2048
@@ -153,6 +153,38 @@ class EventOut(BaseModel):
     delivered_at: datetime | None
 
 
+class CaptureErrorOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    code: str = Field(
+        description="link_expired, result_expired, download_failed, timeout, too_large, "
+        "not_a_video, size_mismatch, bad_result, upstream_key or internal_error."
+    )
+    message: str
+
+
+class CaptureOut(BaseModel):
+    """The capture of a succeeded task's result: the relay's own copy, served at `url`."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    state: CaptureState = Field(
+        description="pending (being obtained), stored, failed, or expired (the file deleted)."
+    )
+    url: str | None = Field(
+        None,
+        description="A freshly signed link to the file while it is kept; null otherwise.",
+    )
+    source_url: str | None = Field(description="The upstream's link, if it gave one.")
+    content_type: str | None
+    size_bytes: int | None
+    sha256: str | None = Field(description="Hex SHA-256 of the stored file.")
+    expires_at: datetime | None = Field(description="When the file is deleted.")
+    error: CaptureErrorOut | None = Field(
+        description="Why the last try failed; for a failed capture, why it was given up on."
+    )
+
+
 class WatchOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -179,6 +211,9 @@ class WatchOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     event: EventOut | None
+    capture: CaptureOut | None = Field(
+        None, description="The result's capture, once the task has succeeded (if enabled)."
+    )
 
 
 class WatchPage(BaseModel):

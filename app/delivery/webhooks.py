@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from app.ids import event_id
 from app.states import EventState
-from app.upstream import TaskSnapshot, TaskStatus
+from app.upstream import TaskSnapshot, TaskStatus, parse_snapshot
 
 if TYPE_CHECKING:
-    from app.work import PollResult
+    from app.work import CapturedWatch, PollResult
 
 SUCCEEDED = "task.succeeded"
 FAILED = "task.failed"
@@ -42,6 +42,22 @@ class Expiry:
     message: str
 
 
+@dataclass(frozen=True, slots=True)
+class CaptureError:
+    """Why a succeeded task's result could not be captured (`data.capture_error`)."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureReport:
+    """What became of a result: stored (`video`, the body of `data.video`) or not (`error`)."""
+
+    video: dict[str, Any] | None
+    error: CaptureError | None
+
+
 #: Strings longer than this that start with `data:` are inline files (Veo returns videos that way,
 #: megabytes long); they never travel in a webhook body.
 _INLINE_FILE_LIMIT = 1024
@@ -63,7 +79,10 @@ def build_payload(
     task_id: str,
     metadata: Any,
     snapshot: TaskSnapshot,
+    capture: CaptureReport | None = None,
 ) -> str:
+    """`capture` is what became of the result of a succeeded task, when the relay captured it:
+    its own link replaces the upstream's, which is kept as `video.source_url`."""
     data: dict[str, Any] = {
         "watch_id": watch_id,
         "task_id": task_id,
@@ -72,12 +91,18 @@ def build_payload(
     }
     if snapshot.progress is not None:
         data["progress"] = snapshot.progress
-    if snapshot.url is not None and _is_link(snapshot.url):
-        data["url"] = snapshot.url
+    source_url = snapshot.url if snapshot.url is not None and is_link(snapshot.url) else None
+    if capture is not None and capture.video is not None:
+        data["url"] = capture.video["url"]
+        data["video"] = capture.video
+    elif source_url is not None:
+        data["url"] = source_url
+    if capture is not None and capture.error is not None:
+        data["capture_error"] = {"code": capture.error.code, "message": capture.error.message}
     if snapshot.error is not None:
         data["error"] = {"code": snapshot.error.code, "message": snapshot.error.message}
     data["metadata"] = metadata
-    data["upstream"] = _without_inline_files(snapshot.body)
+    data["upstream"] = without_inline_files(snapshot.body)
     return _envelope(event_id, event_type(snapshot.status), created_at, data)
 
 
@@ -128,13 +153,45 @@ def outbox_row(result: PollResult, now: datetime) -> dict[str, Any]:
         kind = event_type(snapshot.status)
         new_id = event_id(watch.id, kind if result.final else f"{kind}:{seq}")
         payload = build_payload(event_id=new_id, snapshot=snapshot, **described)
+    return _row(new_id, kind, payload, watch.id, watch.client_id, watch.callback_url, seq, now)
+
+
+def captured_outbox_row(
+    watch: CapturedWatch, upstream_body: Any, capture: CaptureReport, now: datetime
+) -> dict[str, Any]:
+    """The outbox row of the `task.succeeded` of a watch whose result was captured (or could
+    not be): made once the capture is over, from the task as the upstream described it."""
+    seq = watch.event_seq + 1
+    new_id = event_id(watch.id, SUCCEEDED)
+    payload = build_payload(
+        event_id=new_id,
+        created_at=now,
+        watch_id=watch.id,
+        task_id=watch.task_id,
+        metadata=watch.metadata,
+        snapshot=parse_snapshot(upstream_body),
+        capture=capture,
+    )
+    return _row(new_id, SUCCEEDED, payload, watch.id, watch.client_id, watch.callback_url, seq, now)
+
+
+def _row(
+    new_id: str,
+    kind: str,
+    payload: str,
+    watch_id: str,
+    client_id: str,
+    callback_url: str,
+    seq: int,
+    now: datetime,
+) -> dict[str, Any]:
     return {
         "id": new_id,
-        "watch_id": watch.id,
-        "client_id": watch.client_id,
+        "watch_id": watch_id,
+        "client_id": client_id,
         "seq": seq,
         "type": kind,
-        "callback_url": watch.callback_url,
+        "callback_url": callback_url,
         "payload": payload,
         "state": EventState.PENDING,
         "attempts": 0,
@@ -154,16 +211,16 @@ def _envelope(event_id: str, kind: str, created_at: datetime, data: dict[str, An
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-def _is_link(url: str) -> bool:
+def is_link(url: str) -> bool:
     """Only real links are useful to a receiver: not inline data, not Veo's `"expired"` marker."""
     return url.startswith(("https://", "http://"))
 
 
-def _without_inline_files(value: Any) -> Any:
+def without_inline_files(value: Any) -> Any:
     if isinstance(value, dict):
-        return {key: _without_inline_files(item) for key, item in value.items()}
+        return {key: without_inline_files(item) for key, item in value.items()}
     if isinstance(value, list):
-        return [_without_inline_files(item) for item in value]
+        return [without_inline_files(item) for item in value]
     if isinstance(value, str) and value.startswith("data:") and len(value) > _INLINE_FILE_LIMIT:
         media_type = value[5:].split(";", 1)[0].split(",", 1)[0] or "application/octet-stream"
         return f"[inline {media_type} omitted: {len(value)} characters]"

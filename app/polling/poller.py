@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
-from app.encryption import KeyBox, UndecryptableError
+from app.encryption import KeyBox, UndecryptableError, watch_key
 from app.metrics import Metrics
 from app.polling.policy import PollPolicy
 from app.slots import Slots
@@ -32,8 +32,10 @@ class Poller:
         passed are still ended, since that needs no request.
     :param rate_limiter: spaces the requests made with each upstream key, if a budget is set.
     :param key_box: decrypts the upstream keys that watches brought, if any may have.
-    :param on_events: called when polls have written webhook events, so delivery starts at once
-        instead of at its next tick.
+    :param capture_timeout: how long the result of a succeeded task may take to be captured;
+        None when results are not captured.
+    :param on_events: called when polls have written webhook events or captures, so their work
+        starts at once instead of at its next tick.
     :param on_slot_free: called when slots are free again while due watches were left waiting
         for them, so they are claimed at once rather than at the next tick.
     """
@@ -51,6 +53,7 @@ class Poller:
         rate_limiter: RateLimiter | None,
         key_box: KeyBox | None,
         metrics: Metrics,
+        capture_timeout: float | None,
         on_events: Callable[[], None],
         on_slot_free: Callable[[], None],
     ) -> None:
@@ -63,6 +66,7 @@ class Poller:
         self._rate_limiter = rate_limiter
         self._key_box = key_box
         self._metrics = metrics
+        self._capture_timeout = capture_timeout
         self._on_events = on_events
         self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._recorder: Batcher[PollResult, None] = Batcher(self._record)
@@ -105,7 +109,9 @@ class Poller:
             log.exception("could not record the poll of task %s", watch.task_id)
 
     async def _record(self, results: Sequence[PollResult]) -> list[None]:
-        if await polls.record_polls(self._db, owner=self._owner, results=results):
+        if await polls.record_polls(
+            self._db, owner=self._owner, results=results, capture_timeout=self._capture_timeout
+        ):
             self._on_events()
         return [None] * len(results)
 
@@ -115,7 +121,7 @@ class Poller:
         if expired is not None:
             return expired
         try:
-            key = self._watch_key(watch)
+            key = watch_key(self._key_box, watch.upstream_api_key_encrypted)
         except UndecryptableError as exc:
             log.error("cannot poll task %s: %s", watch.task_id, exc)
             return self._policy.after_error(watch, None, str(exc), now)
@@ -144,15 +150,6 @@ class Poller:
         self._circuit.record(failed=False)
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
         return self._policy.after_snapshot(watch, snapshot, now)
-
-    def _watch_key(self, watch: DueWatch) -> str | None:
-        if watch.upstream_api_key_encrypted is None:
-            return None
-        if self._key_box is None:
-            raise UndecryptableError(
-                "the watch brought its own upstream key, but RELAY_ENCRYPTION_KEY is not set"
-            )
-        return self._key_box.decrypt(watch.upstream_api_key_encrypted)
 
 
 def _redact(message: str, key: str | None) -> str:

@@ -18,11 +18,11 @@ from sqlalchemy import ColumnElement, Connection, Table, bindparam, or_, select,
 from sqlalchemy.sql.dml import ReturningUpdate
 
 from app.store.database import transaction
-from app.store.tables import events, watches
+from app.store.tables import captures, events, watches
 from app.store.types import UTCDateTime
 
 #: The tables whose rows are claimed with a lease.
-LEASED_TABLES = (watches, events)
+LEASED_TABLES = (watches, captures, events)
 
 
 #: The time of a claim, bound when it runs.

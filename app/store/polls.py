@@ -8,17 +8,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
 
 from app.delivery import webhooks
 from app.states import WatchState
-from app.store import leases
+from app.store import captures, leases
 from app.store.database import transaction
 from app.store.prepared import Prepared
+from app.store.tables import captures as capture_rows
 from app.store.tables import events, watches
+from app.upstream import TaskStatus
 from app.work import DueWatch, PollResult
 
 #: What a claimed watch brings along: the fields of `DueWatch`, in order.
@@ -100,6 +102,8 @@ _LOCK_WATCHES = (
 )
 #: Put new webhooks in the outbox (`webhooks.outbox_row`).
 _NEW_EVENTS = Prepared(insert(events))
+#: Put the results of succeeded tasks up for capture (`captures.new_capture_row`).
+_NEW_CAPTURES = Prepared(insert(capture_rows))
 
 
 @functools.cache
@@ -129,8 +133,19 @@ def claim_due_watches(
 
 
 @transaction
-def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult]) -> list[str]:
-    """Write a batch of polls back in one transaction; return the ids of events created.
+def record_polls(
+    conn: Connection,
+    *,
+    owner: str,
+    results: Sequence[PollResult],
+    capture_timeout: float | None = None,
+) -> list[str]:
+    """Write a batch of polls back in one transaction; return the ids of the watches that got
+    an event or a capture.
+
+    With `capture_timeout` (result capture on), a task seen to succeed does not get its event
+    yet: its watch moves to `capturing` and its result is put up for capture, which makes the
+    event once it is over, within `capture_timeout` seconds.
 
     An ending watch moves to `notifying` and gets its webhook in the outbox in the same
     transaction, so a crash can never leave one without the other; both are written only while
@@ -183,11 +198,15 @@ def record_polls(conn: Connection, *, owner: str, results: Sequence[PollResult])
             for r in failed
         ],
     )
-    return _write_events(conn, owner, moving, now)
+    return _write_events(conn, owner, moving, now, capture_timeout)
 
 
 def _write_events(
-    conn: Connection, owner: str, results: Sequence[PollResult], now: datetime
+    conn: Connection,
+    owner: str,
+    results: Sequence[PollResult],
+    now: datetime,
+    capture_timeout: float | None,
 ) -> list[str]:
     """Move watches on and put the webhooks that tell of it in the outbox, a batch at a time.
 
@@ -206,10 +225,13 @@ def _write_events(
         if row.lease_owner == owner and row.state == WatchState.ACTIVE
     }
     moving = [result for result in results if result.watch.id in held]
+    capturing = [r for r in moving if capture_timeout is not None and _succeeded(r)]
+    notifying = [r for r in moving if capture_timeout is None or not _succeeded(r)]
+    captured_ids = {r.watch.id for r in capturing}
     release = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
     for result in moving:
-        changes = _watch_changes(result, now) | release
+        changes = _watch_changes(result, now, capture=result.watch.id in captured_ids) | release
         key = (tuple(changes), result.polled)
         shapes.setdefault(key, []).append(
             {"b_id": result.watch.id, "b_owner": owner}
@@ -217,15 +239,41 @@ def _write_events(
         )
     for (names, polled), rows in shapes.items():
         _move_watches(names, polled=polled).executemany(conn, rows)
-    new_events = [webhooks.outbox_row(result, now) for result in moving]
+    if capturing:
+        assert capture_timeout is not None
+        deadline = now + timedelta(seconds=capture_timeout)
+        _NEW_CAPTURES.executemany(
+            conn,
+            [
+                captures.new_capture_row(
+                    r.watch.id, r.watch.client_id, r.snapshot.url, r.snapshot.body, now, deadline
+                )
+                for r in capturing
+                if r.snapshot is not None
+            ],
+        )
+    new_events = [webhooks.outbox_row(result, now) for result in notifying]
     _NEW_EVENTS.executemany(conn, new_events)
-    return [row["id"] for row in new_events]
+    return [row["watch_id"] for row in new_events] + sorted(captured_ids)
 
 
-def _watch_changes(result: PollResult, now: datetime) -> dict[str, Any]:
+def _succeeded(result: PollResult) -> bool:
+    return result.expiry is None and (
+        result.snapshot is not None and result.snapshot.status is TaskStatus.SUCCEEDED
+    )
+
+
+def _watch_changes(result: PollResult, now: datetime, *, capture: bool) -> dict[str, Any]:
+    """`capture`: the watch waits for its result to be captured; its event comes after."""
     watch, snapshot = result.watch, result.snapshot
     changes: dict[str, Any] = {"event_seq": watch.event_seq + 1}
-    if result.final:
+    if capture:
+        changes |= {
+            "state": WatchState.CAPTURING,
+            "next_poll_at": None,
+            "event_seq": watch.event_seq,
+        }
+    elif result.final:
         changes |= {"state": WatchState.NOTIFYING, "next_poll_at": None}
     else:
         changes |= {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Column,
     Float,
     ForeignKey,
@@ -137,5 +138,46 @@ idempotency_keys = Table(
     Column("request_hash", String(64), nullable=False),
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+#: A succeeded task's result, captured once before its final event is created (`capture/`):
+#: work claimed with a lease like polls and deliveries. `id` is the watch's id. `inline_data`
+#: holds a `data:` URI until it is decoded; `upstream_body` is the task as the upstream last
+#: described it (inline files left out), from which the final event is built.
+captures = Table(
+    "captures",
+    metadata,
+    Column("id", String(40), ForeignKey("watches.id"), primary_key=True),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("source_url", Text, nullable=True),
+    Column("inline_data", Text, nullable=True),
+    Column("upstream_body", JSON, nullable=True),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    Column("next_attempt_at", UTCDateTime, nullable=True),
+    Column("deadline_at", UTCDateTime, nullable=False),
+    Column("lease_owner", String(40), nullable=True),
+    Column("lease_expires_at", UTCDateTime, nullable=True),
+    Column("storage_key", Text, nullable=True),
+    Column("content_type", String(100), nullable=True),
+    Column("size_bytes", BigInteger, nullable=True),
+    Column("sha256", String(64), nullable=True),
+    Column("stored_at", UTCDateTime, nullable=True),
+    Column("expires_at", UTCDateTime, nullable=True),
+    Column("error_code", String(40), nullable=True),
+    Column("error_message", Text, nullable=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Index("ix_captures_due", "state", "next_attempt_at"),
+    Index("ix_captures_expiry", "state", "expires_at"),
+)
+
+#: Secrets the relay makes for itself on first start and shares between its replicas.
+relay_secrets = Table(
+    "relay_secrets",
+    metadata,
+    Column("name", String(40), primary_key=True),
+    Column("value", String(200), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )

@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Connection, Row, select, update
 
 from app.delivery import webhooks
-from app.states import EventState, WatchState
+from app.states import CaptureState, EventState, WatchState
 from app.store.database import transaction
-from app.store.tables import attempts, events, watches
+from app.store.tables import attempts, captures, events, watches
 
-_LIVE = (WatchState.ACTIVE, WatchState.NOTIFYING)
+_LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
 _ENDED = (WatchState.NOTIFYING, WatchState.COMPLETED, WatchState.FAILED)
 
 
@@ -28,6 +28,23 @@ class EventSummary:
     last_status_code: int | None
     last_error: str | None
     delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureFailure:
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureSummary:
+    state: str
+    source_url: str | None
+    content_type: str | None
+    size_bytes: int | None
+    sha256: str | None
+    expires_at: datetime | None
+    error: CaptureFailure | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +66,7 @@ class Watch:
     created_at: datetime
     updated_at: datetime
     event: EventSummary | None
+    capture: CaptureSummary | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +190,18 @@ def cancel(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
             .where(events.c.watch_id == watch_id, events.c.state == EventState.PENDING)
             .values(state=EventState.CANCELLED, next_attempt_at=None)
         )
+        conn.execute(
+            update(captures)
+            .where(captures.c.id == watch_id, captures.c.state == CaptureState.PENDING)
+            .values(
+                state=CaptureState.FAILED,
+                next_attempt_at=None,
+                inline_data=None,
+                error_code="cancelled",
+                error_message="the watch was cancelled before its result was captured",
+                updated_at=now,
+            )
+        )
     watch = _read(conn, client_id, watch_id)
     if watch is not None and watch.state != WatchState.CANCELLED:
         raise WrongState(watch.state)
@@ -279,10 +309,46 @@ def _with_events(conn: Connection, rows: Sequence[Row[Any]]) -> list[Watch]:
         )
         for event in result:
             summaries[event.watch_id] = EventSummary(*event[1:])
+    kept = _captures_of(conn, ids)
     return [
         Watch(
             **{**row._mapping, "events": row.events or list(webhooks.DEFAULT_SUBSCRIPTION)},
             event=summaries.get(row.id),
+            capture=kept.get(row.id),
         )
         for row in rows
     ]
+
+
+def _captures_of(conn: Connection, ids: list[str]) -> dict[str, CaptureSummary]:
+    if not ids:
+        return {}
+    rows = conn.execute(
+        select(
+            captures.c.id,
+            captures.c.state,
+            captures.c.source_url,
+            captures.c.content_type,
+            captures.c.size_bytes,
+            captures.c.sha256,
+            captures.c.expires_at,
+            captures.c.error_code,
+            captures.c.error_message,
+        ).where(captures.c.id.in_(ids))
+    )
+    return {
+        row.id: CaptureSummary(
+            state=row.state,
+            source_url=row.source_url
+            if row.source_url and webhooks.is_link(row.source_url)
+            else None,
+            content_type=row.content_type,
+            size_bytes=row.size_bytes,
+            sha256=row.sha256,
+            expires_at=row.expires_at,
+            error=CaptureFailure(row.error_code, row.error_message or "")
+            if row.error_code
+            else None,
+        )
+        for row in rows
+    }

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 import httpx
@@ -67,6 +69,7 @@ class UpstreamClient:
     ) -> None:
         self._transport = transport
         self._task_url = base_url.rstrip("/") + "/v1/video/generations/"
+        self._download_url = self._task_url + "download"
         self._api_key = api_key
         self._own_headers = _headers(api_key)
         self._extensions = timeout_extension(timeout)
@@ -102,6 +105,37 @@ class UpstreamClient:
         except httpx.TransportError as exc:
             raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
         return _interpret(response)
+
+    @asynccontextmanager
+    async def download(
+        self, task_id: str, *, api_key: str | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """The answer of the download API, `GET {base}/v1/video/generations/download?id=…`, with
+        its body not yet read: JSON holding the whole file, to be decoded as it streams.
+
+        :raises UpstreamError: the upstream refused or failed (its body read, it is small).
+        """
+        request = httpx.Request(
+            "GET",
+            httpx.URL(self._download_url, params={"id": task_id}),
+            headers=_headers(api_key) if api_key else self._own_headers,
+            extensions=self._extensions,
+        )
+        try:
+            response = await self._transport.handle_async_request(request)
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                UpstreamErrorKind.TIMEOUT, "the upstream did not answer in time"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                _interpret(response)  # raises: an error answer says which
+            yield response
+        finally:
+            await response.aclose()
 
 
 def _headers(api_key: str | None) -> httpx.Headers:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Awaitable
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
@@ -18,7 +19,8 @@ from app.api.schemas import (
     WatchPage,
 )
 from app.registrar import IdempotencyConflict, RegistrationRefused
-from app.states import WatchState
+from app.relay import Relay
+from app.states import CaptureState, WatchState
 from app.store import watch_queries
 
 router = APIRouter(prefix="/v1/watches", tags=["watches"])
@@ -94,7 +96,7 @@ async def list_watches(
         state=state,
         task_id=task_id,
     )
-    data = [WatchOut.model_validate(watch) for watch in found[:limit]]
+    data = [_out(watch, relay) for watch in found[:limit]]
     return WatchPage(data=data, next_cursor=data[-1].id if len(found) > limit else None)
 
 
@@ -103,7 +105,7 @@ async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
     watch = await watch_queries.get(relay.db, client_id=client.id, watch_id=watch_id)
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
-    return WatchOut.model_validate(watch)
+    return _out(watch, relay)
 
 
 @router.delete(
@@ -117,6 +119,7 @@ async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) ->
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
     return await _transition(
         watch_queries.cancel(relay.db, client_id=client.id, watch_id=watch_id),
+        relay,
         conflict="the watch is already {state}; nothing to cancel",
     )
 
@@ -142,13 +145,16 @@ async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
     """Send the final webhook again now, with the same `webhook-id` and body."""
     watch = await _transition(
         watch_queries.redeliver(relay.db, client_id=client.id, watch_id=watch_id),
+        relay,
         conflict="the watch is {state}; it has no webhook to send again",
     )
     relay.deliver_now()
     return watch
 
 
-async def _transition(change: Awaitable[watch_queries.Watch | None], *, conflict: str) -> WatchOut:
+async def _transition(
+    change: Awaitable[watch_queries.Watch | None], relay: Relay, *, conflict: str
+) -> WatchOut:
     """Answer a state change: the changed watch, 404 if there is none, 409 if not allowed now."""
     try:
         watch = await change
@@ -156,4 +162,19 @@ async def _transition(change: Awaitable[watch_queries.Watch | None], *, conflict
         raise HTTPException(status.HTTP_409_CONFLICT, conflict.format(state=exc.state)) from None
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
-    return WatchOut.model_validate(watch)
+    return _out(watch, relay)
+
+
+def _out(watch: watch_queries.Watch, relay: Relay) -> WatchOut:
+    """The watch as the API shows it, with a freshly signed link to its file while it is kept."""
+    out = WatchOut.model_validate(watch)
+    kept = watch.capture
+    if (
+        out.capture is not None
+        and kept is not None
+        and kept.state == CaptureState.STORED
+        and kept.expires_at is not None
+        and kept.expires_at > datetime.now(UTC)
+    ):
+        out.capture.url = relay.links.url(watch.id, kept.expires_at)
+    return out

@@ -1,0 +1,114 @@
+"""Where captured files are kept: a local directory, or an S3-compatible bucket.
+
+Both are reached through obstore, whose one interface covers a local directory and the object
+stores, with streamed writes that appear whole or not at all (a local file is written aside and
+renamed into place; an S3 upload is completed only at its end), so a half-written file is never
+served. Streaming keeps memory to a few parts in flight, whatever the file's size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import obstore
+from obstore.store import LocalStore, S3Store
+
+from app.settings import Settings
+
+#: The part size of a streamed write: S3's smallest multipart part.
+PART_BYTES = 5 * 1024 * 1024
+#: Parts in flight at once; with `PART_BYTES`, what a capture holds in memory at most.
+PARTS_IN_FLIGHT = 2
+
+
+class TooLarge(Exception):
+    """The file grew past the cap it was written with; nothing was stored."""
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    size_bytes: int
+    sha256: str
+
+
+class FileStorage:
+    """:param local_root: the directory of a local store, whose files are served from disk."""
+
+    def __init__(self, store: LocalStore | S3Store, *, local_root: Path | None) -> None:
+        self._store = store
+        self._local_root = local_root
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> FileStorage:
+        if settings.storage_url is None:
+            root = Path(settings.storage_dir).resolve()
+            return cls(LocalStore(root, mkdir=True), local_root=root)
+        bucket, _, prefix = settings.storage_url.removeprefix("s3://").partition("/")
+        options: dict[str, str] = {"region": settings.s3_region}
+        if settings.s3_endpoint_url is not None:
+            options["endpoint"] = settings.s3_endpoint_url
+        if settings.s3_access_key_id is not None:
+            options["access_key_id"] = settings.s3_access_key_id.get_secret_value()
+        if settings.s3_secret_access_key is not None:
+            options["secret_access_key"] = settings.s3_secret_access_key.get_secret_value()
+        store = S3Store(
+            bucket,
+            prefix=prefix.strip("/") or None,
+            config=options,  # type: ignore[arg-type]  # keys checked above, not a TypedDict
+            client_options={"allow_http": True},
+        )
+        return cls(store, local_root=None)
+
+    @property
+    def description(self) -> str:
+        return str(self._local_root) if self._local_root is not None else repr(self._store)
+
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
+    ) -> Written:
+        """Stream `chunks` to `key`, hashing them on the way.
+
+        :raises TooLarge: past `max_bytes`; the write is abandoned.
+        """
+        digest = hashlib.sha256()
+        size = 0
+
+        async def counted() -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"the result is larger than {max_bytes} bytes")
+                digest.update(chunk)
+                yield chunk
+
+        await obstore.put_async(
+            self._store,
+            key,
+            counted(),
+            # A bucket serves its presigned links with it; a local file's is kept in the database.
+            attributes=None if self._local_root else {"Content-Type": content_type},
+            chunk_size=PART_BYTES,
+            max_concurrency=PARTS_IN_FLIGHT,
+        )
+        return Written(size, digest.hexdigest())
+
+    async def delete(self, key: str) -> None:
+        """Deleting what is not there is not an error: cleanups may race or be repeated."""
+        with contextlib.suppress(FileNotFoundError):
+            await obstore.delete_async(self._store, key)
+
+    def local_path(self, key: str) -> Path | None:
+        """The file on disk, for a local store (served by the relay itself)."""
+        return None if self._local_root is None else self._local_root / key
+
+    async def presigned_url(self, key: str, *, expires_in: timedelta) -> str:
+        """A link straight to the bucket, for a store that is not local."""
+        if not isinstance(self._store, S3Store):
+            raise TypeError("a local store has no presigned links: serve its files from disk")
+        return await obstore.sign_async(self._store, "GET", key, expires_in)
