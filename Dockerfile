@@ -13,7 +13,8 @@ RUN pip install --no-cache-dir . \
     && mkdir /data \
     && chown relay /data
 
-# The default database is a SQLite file in the working directory: mount a volume here.
+# The default database (a SQLite file) and captured videos live in the working directory:
+# mount a volume here.
 WORKDIR /data
 USER 10001
 EXPOSE 8000

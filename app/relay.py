@@ -96,6 +96,7 @@ async def running(
         upstream_base_url = mounted_simulator.BASE_URL
         upstream_key = upstream_key or SecretStr(mounted_simulator.API_KEY)
     delivery_transport = transport.create_transport(max_connections=settings.delivery_concurrency)
+    rate_limiter = RateLimiter(rate=settings.upstream_rps) if settings.upstream_rps else None
     links = FileLinks(
         bytes.fromhex(
             await relay_secrets.get_or_create(db, name=LINKS_SECRET, make=lambda: token_hex(32))
@@ -116,6 +117,7 @@ async def running(
             ),
             timeout=settings.capture_request_timeout,
             max_bytes=settings.capture_max_bytes,
+            rate_limiter=rate_limiter,
         ),
         storage=storage,
         links=links,
@@ -165,7 +167,7 @@ async def running(
             cooldown=settings.circuit_cooldown,
             on_change=lambda state: metrics.circuit.state(state.value),
         ),
-        rate_limiter=RateLimiter(rate=settings.upstream_rps) if settings.upstream_rps else None,
+        rate_limiter=rate_limiter,
         key_box=settings.key_box,
         metrics=metrics,
         capture_timeout=settings.capture_timeout if settings.capture else None,

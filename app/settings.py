@@ -150,7 +150,7 @@ class Settings(BaseSettings):
     @property
     def capture_lease(self) -> float:
         """How long a claimed capture stays ours: long enough for one download."""
-        return self.capture_request_timeout + 10.0
+        return self.capture_request_timeout + 5.0
 
     @property
     def delivery_lease(self) -> float:

@@ -4,76 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import socket
-import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-import httpx
 from standardwebhooks import Webhook
 
-from tests.flaky_upstream import FlakyUpstream
-from tests.conftest import API_KEY, SIGNING_SECRET, UPSTREAM_KEY, RelayFactory, Upstream
+from tests.conftest import SIGNING_SECRET, RelayFactory, Upstream
+from tests.processes import relay_process
 from tests.receiver import Answer, Receiver
 
 Hooks = tuple[Receiver, str]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-@asynccontextmanager
-async def relay_process(
-    database_url: str, upstream: Upstream | FlakyUpstream, log: Path, **env: str
-) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
-    """The relay as operators run it: `uvicorn app.main:app`, configured by the environment."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "RELAY_DATABASE_URL": database_url,
-        "NEBULA_BASE_URL": upstream.url,
-        "NEBULA_API_KEY": UPSTREAM_KEY,
-        "RELAY_API_KEY": API_KEY,
-        "RELAY_SIGNING_SECRET": SIGNING_SECRET,
-        "RELAY_POLL_INTERVAL": "0.2",
-        "RELAY_TICK_INTERVAL": "0.05",
-        "RELAY_RETRY_SCHEDULE": "0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
-        "RELAY_RETRY_JITTER": "0",
-        "RELAY_UPSTREAM_TIMEOUT": "1",
-        "RELAY_DELIVERY_TIMEOUT": "1",
-        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
-        "RELAY_STORAGE_DIR": str(log.parent / "files"),
-        **env,
-    }
-    with log.open("ab") as output:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
-            env=env, stdout=output, stderr=output,
-        )  # fmt: skip
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        async with httpx.AsyncClient(
-            base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"}
-        ) as http:
-            async with asyncio.timeout(20):
-                while True:
-                    try:
-                        if (await http.get("/healthz")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.05)
-            yield http, process
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            await process.wait()
 
 
 async def test_a_killed_relay_resumes_every_watch_and_webhook_after_restart(

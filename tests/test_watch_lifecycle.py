@@ -33,7 +33,8 @@ async def test_a_succeeded_task_is_delivered_as_a_signed_webhook(
     assert data["task_id"] == task_id
     assert data["status"] == "succeeded"
     assert data["upstream_status"] == "succeeded"
-    assert data["url"].startswith(upstream.url)
+    assert data["url"] == data["video"]["url"]  # the relay's own copy of the result
+    assert data["video"]["source_url"].startswith(upstream.url)
     assert data["metadata"] == {"order": 42}
     assert data["upstream"]["task_id"] == task_id
     assert "error" not in data
@@ -107,7 +108,8 @@ async def test_a_video_returned_inline_is_never_copied_into_the_webhook(
 
     [hook] = await hooks.wait_for(1)
     data = json.loads(hook.body)["data"]
-    assert "url" not in data
+    assert data["url"] == data["video"]["url"]
+    assert data["video"]["source_url"] is None
     assert data["upstream"]["url"].startswith("[inline video/mp4 omitted")
     assert len(hook.body) < 4096
 

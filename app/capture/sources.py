@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import httpx
@@ -17,6 +17,7 @@ import httpx
 from app.capture import decoding
 from app.transport import parsed_url, timeout_extension
 from app.upstream import UpstreamClient, UpstreamError, UpstreamErrorKind
+from app.upstream.ratelimit import RateLimiter
 from app.work import DueCapture
 
 #: Redirects followed from a result link (storage services redirect to a signed location).
@@ -48,6 +49,7 @@ class ResultSource:
     :param transport: the captures' own connection pool, so downloads never hold the polls'.
     :param upstream: the upstream client whose download API fetches results given by no link.
     :param max_bytes: a result stated to be larger is refused before it is read.
+    :param rate_limiter: the polls' budget per upstream key, which the download API shares.
     """
 
     def __init__(
@@ -57,11 +59,13 @@ class ResultSource:
         upstream: UpstreamClient,
         timeout: float,
         max_bytes: int,
+        rate_limiter: RateLimiter | None,
     ) -> None:
         self._transport = transport
         self._upstream = upstream
         self._extensions = timeout_extension(timeout)
         self._max_bytes = max_bytes
+        self._rate_limiter = rate_limiter
 
     @asynccontextmanager
     async def open(self, capture: DueCapture, *, api_key: str | None) -> AsyncIterator[Result]:
@@ -108,7 +112,7 @@ class ResultSource:
             yield Result(
                 "video/mp4" if content_type in BINARY_TYPES else content_type,
                 stated,
-                _transport_errors(response.aiter_bytes()),
+                _broken_off(response.aiter_bytes()),
             )
         finally:
             await response.aclose()
@@ -116,18 +120,8 @@ class ResultSource:
     async def _follow(self, url: str) -> httpx.Response:
         for _ in range(MAX_REDIRECTS + 1):
             request = httpx.Request("GET", parsed_url(url), extensions=self._extensions)
-            try:
+            with _transport_errors("the result link could not be reached"):
                 response = await self._transport.handle_async_request(request)
-            except httpx.TimeoutException:
-                raise CaptureFailed(
-                    "timeout", "the result link did not answer in time", permanent=False
-                ) from None
-            except httpx.TransportError as exc:
-                raise CaptureFailed(
-                    "download_failed",
-                    f"the result link could not be reached: {type(exc).__name__}",
-                    permanent=False,
-                ) from None
             location = response.headers.get("location")
             if response.status_code not in (301, 302, 303, 307, 308) or location is None:
                 return response
@@ -139,11 +133,13 @@ class ResultSource:
 
     @asynccontextmanager
     async def _download_api(self, task_id: str, api_key: str | None) -> AsyncIterator[Result]:
+        if self._rate_limiter is not None:
+            await self._rate_limiter.wait(self._upstream.key_for(api_key))
         try:
             async with self._upstream.download(task_id, api_key=api_key) as response:
                 decoder = decoding.DownloadAnswerDecoder()
                 yield Result(
-                    "video/mp4", None, _decoded(decoder, _transport_errors(response.aiter_raw()))
+                    "video/mp4", None, _decoded(decoder, _broken_off(response.aiter_raw()))
                 )
         except UpstreamError as exc:
             kind = exc.kind
@@ -215,18 +211,24 @@ async def _decoded(
         )
 
 
-async def _transport_errors(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """A connection lost mid-download is worth another try."""
-    try:
+async def _broken_off(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    with _transport_errors("the download broke off"):
         async for chunk in chunks:
             yield chunk
+
+
+@contextmanager
+def _transport_errors(what: str) -> Iterator[None]:
+    """A link out of reach, a connection lost mid-download, a timeout: worth another try."""
+    try:
+        yield
     except httpx.TimeoutException:
         raise CaptureFailed(
             "timeout", "the download did not end in time", permanent=False
         ) from None
     except httpx.TransportError as exc:
         raise CaptureFailed(
-            "download_failed", f"the download broke off: {type(exc).__name__}", permanent=False
+            "download_failed", f"{what}: {type(exc).__name__}", permanent=False
         ) from None
 
 

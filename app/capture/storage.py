@@ -14,11 +14,15 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import obstore
 from obstore.store import LocalStore, S3Store
 
 from app.settings import Settings
+
+if TYPE_CHECKING:
+    from obstore.store import S3Config
 
 #: The part size of a streamed write: S3's smallest multipart part.
 PART_BYTES = 5 * 1024 * 1024
@@ -49,7 +53,7 @@ class FileStorage:
             root = Path(settings.storage_dir).resolve()
             return cls(LocalStore(root, mkdir=True), local_root=root)
         bucket, _, prefix = settings.storage_url.removeprefix("s3://").partition("/")
-        options: dict[str, str] = {"region": settings.s3_region}
+        options: S3Config = {"region": settings.s3_region}
         if settings.s3_endpoint_url is not None:
             options["endpoint"] = settings.s3_endpoint_url
         if settings.s3_access_key_id is not None:
@@ -59,7 +63,7 @@ class FileStorage:
         store = S3Store(
             bucket,
             prefix=prefix.strip("/") or None,
-            config=options,  # type: ignore[arg-type]  # keys checked above, not a TypedDict
+            config=options,
             client_options={"allow_http": True},
         )
         return cls(store, local_root=None)

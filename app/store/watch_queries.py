@@ -31,12 +31,6 @@ class EventSummary:
 
 
 @dataclass(frozen=True, slots=True)
-class CaptureFailure:
-    code: str
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
 class CaptureSummary:
     state: str
     source_url: str | None
@@ -44,7 +38,7 @@ class CaptureSummary:
     size_bytes: int | None
     sha256: str | None
     expires_at: datetime | None
-    error: CaptureFailure | None
+    error: webhooks.CaptureError | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +340,7 @@ def _captures_of(conn: Connection, ids: list[str]) -> dict[str, CaptureSummary]:
             size_bytes=row.size_bytes,
             sha256=row.sha256,
             expires_at=row.expires_at,
-            error=CaptureFailure(row.error_code, row.error_message or "")
+            error=webhooks.CaptureError(row.error_code, row.error_message or "")
             if row.error_code
             else None,
         )

@@ -92,19 +92,7 @@ class UpstreamClient:
             headers=_headers(api_key) if api_key else self._own_headers,
             extensions=self._extensions,
         )
-        try:
-            response = await self._transport.handle_async_request(request)
-            try:
-                await response.aread()
-            finally:
-                await response.aclose()
-        except httpx.TimeoutException as exc:
-            raise UpstreamError(
-                UpstreamErrorKind.TIMEOUT, "the upstream did not answer in time"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
-        return _interpret(response)
+        return _interpret(await self._send(request, read=True))
 
     @asynccontextmanager
     async def download(
@@ -121,14 +109,7 @@ class UpstreamClient:
             headers=_headers(api_key) if api_key else self._own_headers,
             extensions=self._extensions,
         )
-        try:
-            response = await self._transport.handle_async_request(request)
-        except httpx.TimeoutException as exc:
-            raise UpstreamError(
-                UpstreamErrorKind.TIMEOUT, "the upstream did not answer in time"
-            ) from exc
-        except httpx.TransportError as exc:
-            raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
+        response = await self._send(request, read=False)
         try:
             if response.status_code != 200:
                 await response.aread()
@@ -136,6 +117,23 @@ class UpstreamClient:
             yield response
         finally:
             await response.aclose()
+
+    async def _send(self, request: httpx.Request, *, read: bool) -> httpx.Response:
+        """`read`: the whole body is read (and the connection given back) before returning."""
+        try:
+            response = await self._transport.handle_async_request(request)
+            if read:
+                try:
+                    await response.aread()
+                finally:
+                    await response.aclose()
+        except httpx.TimeoutException as exc:
+            raise UpstreamError(
+                UpstreamErrorKind.TIMEOUT, "the upstream did not answer in time"
+            ) from exc
+        except httpx.TransportError as exc:
+            raise UpstreamError(UpstreamErrorKind.CONNECTION, type(exc).__name__) from exc
+        return response
 
 
 def _headers(api_key: str | None) -> httpx.Headers:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
+import httpx
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -36,13 +36,7 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         return {"storage_dir": str(tmp_path / "files")}
     endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket = f"relay-{secrets.token_hex(4)}"
-    boto3.client(
-        "s3",
-        endpoint_url=endpoint,
-        aws_access_key_id=S3_KEY,
-        aws_secret_access_key=S3_SECRET,
-        region_name="us-east-1",
-    ).create_bucket(Bucket=bucket)
+    httpx.put(f"{endpoint}/{bucket}").raise_for_status()  # moto creates buckets unsigned
     return {
         "storage_url": f"s3://{bucket}/captures",
         "s3_endpoint_url": endpoint,

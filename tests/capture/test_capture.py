@@ -210,27 +210,32 @@ async def test_a_result_that_cannot_be_captured_is_reported_in_the_final_event(
         assert capture["error"]["code"] == "too_large"
 
 
-async def test_a_link_already_dead_ends_the_capture_at_once(
-    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+@pytest.mark.parametrize(
+    ("model", "simulation", "capture_timeout", "code", "said"),
+    [
+        # A dead link cannot come back: no retries, whatever time is left.
+        (WAN, {"link_ttl": 0}, 60, "link_expired", "403"),
+        # A download API that keeps failing is retried until the capture's deadline.
+        (SORA, {"download_failures": 100}, 2, "download_failed", "502"),
+    ],
+)
+async def test_a_result_that_cannot_be_had_ends_its_capture_with_the_reason(
+    start_relay: RelayFactory,
+    upstream: Upstream,
+    receiver: Hooks,
+    model: str,
+    simulation: dict[str, Any],
+    capture_timeout: float,
+    code: str,
+    said: str,
 ) -> None:
     hooks, callback = receiver
-    async with start_relay(capture_timeout=60) as relay:
-        task_id = await upstream.submit(WAN, polls=1, link_ttl=0)
-        await relay.register(task_id, callback)
-        data = (await final_webhook(hooks, within=5))["data"]
-        assert data["capture_error"]["code"] == "link_expired"
-
-
-async def test_a_capture_that_keeps_failing_gives_up_at_its_deadline(
-    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
-) -> None:
-    hooks, callback = receiver
-    async with start_relay(capture_timeout=2) as relay:
-        task_id = await upstream.submit(SORA, polls=1, download_failures=100)
+    async with start_relay(capture_timeout=capture_timeout) as relay:
+        task_id = await upstream.submit(model, polls=1, **simulation)
         await relay.register(task_id, callback)
         data = (await final_webhook(hooks, within=10))["data"]
-        assert data["capture_error"]["code"] == "download_failed"
-        assert "502" in data["capture_error"]["message"]
+        assert data["capture_error"]["code"] == code
+        assert said in data["capture_error"]["message"]
 
 
 async def test_without_capture_a_link_passes_through_and_inline_data_never_does(

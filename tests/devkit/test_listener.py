@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from app.delivery.signing import generate_secret, signature_headers
 from tests.commands import Output, command_environment, running, wait_until_serving
@@ -19,6 +26,8 @@ from tests.receiver import Receiver
 from tests.servers import free_port, serve
 
 TASK_ID = "041b5701-cfdd-4bf4-97f7-72df0d4db2bb"
+VIDEO = hashlib.shake_128(b"a video for the listener").digest(2_000_000)
+VIDEO_SHA256 = hashlib.sha256(VIDEO).hexdigest()
 
 
 def webhook(event_type: str = "task.succeeded", **data: Any) -> bytes:
@@ -49,6 +58,58 @@ def signed(body: bytes, secret: str = SIGNING_SECRET) -> dict[str, str]:
     }  # fmt: skip
 
 
+def captured(url: str, sha256: str = VIDEO_SHA256, size: int = len(VIDEO)) -> dict[str, Any]:
+    """The `data` fields of a webhook whose video the relay captured and serves at `url`."""
+    return {
+        "url": url,
+        "video": {
+            "url": url,
+            "source_url": "https://dashscope.example.com/v.mp4",
+            "content_type": "video/mp4",
+            "size_bytes": size,
+            "sha256": sha256,
+            "expires_at": "2026-12-05T18:15:20Z",
+        },
+    }
+
+
+@dataclass
+class VideoHost:
+    """Serves `VIDEO` at any path, or answers `status`; holds each answer until `release` is set."""
+
+    status: int = 200
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    requests: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.release.set()
+
+    async def _handle(self, request: Request) -> Response:
+        self.requests.append(str(request.url))
+        await self.release.wait()
+        if self.status != 200:
+            return Response(b"gone", status_code=self.status)
+        return Response(VIDEO, media_type="video/mp4")
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/{path:path}", self._handle)])
+
+
+@asynccontextmanager
+async def video_host(status: int = 200) -> AsyncIterator[tuple[VideoHost, str]]:
+    host = VideoHost(status)
+    async with serve(host.app) as url:
+        try:
+            yield host, url
+        finally:
+            host.release.set()
+
+
+def is_video_line(line: str) -> bool:
+    return line.startswith("  video")
+
+
 @asynccontextmanager
 async def listener(tmp_path: Path, *options: str) -> AsyncIterator[tuple[str, Output]]:
     port = free_port()
@@ -62,20 +123,115 @@ async def listener(tmp_path: Path, *options: str) -> AsyncIterator[tuple[str, Ou
 async def test_a_well_signed_webhook_is_printed_as_verified_and_acknowledged(
     tmp_path: Path,
 ) -> None:
-    body = webhook(url="https://cdn.example.com/v.mp4")
+    link = f"http://127.0.0.1:{free_port()}/v.mp4"  # nothing listens there
+    body = webhook(url=link)
 
     async with listener(tmp_path, "--secret", SIGNING_SECRET) as (url, output):
         async with httpx.AsyncClient() as http:
             response = await http.post(f"{url}/any/path", content=body, headers=signed(body))
         [line] = await output.wait_for_lines(lambda line: "task.succeeded" in line)
+        [video] = await output.wait_for_lines(is_video_line)
 
     assert response.status_code == 204
     assert f"task={TASK_ID}" in line
     assert "status=succeeded" in line
-    assert "url=https://cdn.example.com/v.mp4" in line
+    assert f"url={link}" in line
+    assert "capture_error" not in line
     assert "watch=wat_01a2235e6b3a2694b3cc524cbf8e" in line
     assert line.endswith("  verified")
     assert "secret from --secret" in output.lines[0]
+    assert video == f"  video download failed: ConnectError ({link})"
+
+
+async def test_the_video_is_fetched_after_the_answer_and_its_sha256_checked(
+    tmp_path: Path,
+) -> None:
+    async with (
+        video_host() as (host, host_url),
+        listener(tmp_path, "--secret", SIGNING_SECRET) as (
+            url,
+            output,
+        ),
+    ):
+        link = f"{host_url}/v1/videos/wat_01a2.mp4?expires=1796000000&signature=c2VjcmV0"
+        body = webhook(**captured(link))
+        host.release.clear()  # the download cannot finish until the relay has its answer
+        async with httpx.AsyncClient() as http:
+            response = await http.post(url, content=body, headers=signed(body))
+        host.release.set()
+        [line] = await output.wait_for_lines(is_video_line)
+
+    assert response.status_code == 204
+    assert host.requests == [link]
+    assert line == f"  video 2.0 MB video/mp4 sha256 ok ({host_url}/v1/videos/wat_01a2.mp4?…)"
+
+
+async def test_a_video_that_does_not_match_its_sha256_is_flagged(tmp_path: Path) -> None:
+    wrong = hashlib.sha256(b"another video").hexdigest()
+
+    async with (
+        video_host() as (_, host_url),
+        listener(tmp_path, "--secret", SIGNING_SECRET) as (
+            url,
+            output,
+        ),
+    ):
+        body = webhook(**captured(f"{host_url}/v.mp4", sha256=wrong, size=len(VIDEO) + 1))
+        async with httpx.AsyncClient() as http:
+            await http.post(url, content=body, headers=signed(body))
+        [line] = await output.wait_for_lines(is_video_line)
+
+    assert line == (
+        f"  video 2.0 MB video/mp4 sha256 MISMATCH size MISMATCH (2000000 bytes, announced "
+        f"2000001) ({host_url}/v.mp4)"
+    )
+
+
+async def test_a_failed_download_says_how_it_failed(tmp_path: Path) -> None:
+    async with (
+        video_host(status=410) as (_, host_url),
+        listener(tmp_path, "--secret", SIGNING_SECRET) as (url, output),
+    ):
+        body = webhook(**captured(f"{host_url}/v.mp4"))
+        async with httpx.AsyncClient() as http:
+            response = await http.post(url, content=body, headers=signed(body))
+        [line] = await output.wait_for_lines(is_video_line)
+
+    assert response.status_code == 204
+    assert line == f"  video download failed: HTTP 410 ({host_url}/v.mp4)"
+
+
+async def test_a_capture_error_is_shown_and_the_upstream_link_fetched(tmp_path: Path) -> None:
+    async with (
+        video_host() as (_, host_url),
+        listener(tmp_path, "--secret", SIGNING_SECRET) as (url, output),
+    ):
+        link = f"{host_url}/upstream.mp4"
+        body = webhook(
+            url=link, capture_error={"code": "too_large", "message": "The video exceeds 1 GB"}
+        )
+        async with httpx.AsyncClient() as http:
+            await http.post(url, content=body, headers=signed(body))
+        [line] = await output.wait_for_lines(lambda line: "task.succeeded" in line)
+        [video] = await output.wait_for_lines(is_video_line)
+
+    assert f"url={link}  capture_error=too_large  watch=" in line
+    assert video == f"  video 2.0 MB video/mp4 sha256 not announced ({link})"
+
+
+async def test_the_video_of_an_unverified_webhook_is_not_fetched(tmp_path: Path) -> None:
+    async with (
+        video_host() as (host, host_url),
+        listener(tmp_path, "--secret", SIGNING_SECRET) as (url, output),
+    ):
+        forged = webhook(**captured(f"{host_url}/forged.mp4"))
+        genuine = webhook(**captured(f"{host_url}/genuine.mp4"))
+        async with httpx.AsyncClient() as http:
+            await http.post(url, content=forged, headers=signed(forged, generate_secret()))
+            await http.post(url, content=genuine, headers=signed(genuine))
+        await output.wait_for_lines(is_video_line)  # the genuine one, sent after the forged one
+
+    assert host.requests == [f"{host_url}/genuine.mp4"]
 
 
 async def test_a_badly_signed_webhook_is_flagged_and_refused(tmp_path: Path) -> None:
@@ -114,10 +270,10 @@ async def test_forwarding_passes_the_webhook_on_byte_for_byte_and_relays_the_ans
 ) -> None:
     app = Receiver()
     app.answer_next(503)
-    body = webhook(url="https://cdn.example.com/v.mp4")
-    headers = signed(body)
 
-    async with serve(app.app) as app_url:
+    async with serve(app.app) as app_url, video_host() as (_, host_url):
+        body = webhook(**captured(f"{host_url}/v.mp4"))
+        headers = signed(body)
         forward_to = f"{app_url}/webhooks/video"
         async with listener(tmp_path, "--secret", SIGNING_SECRET, "--forward-to", forward_to) as (
             url,
@@ -127,6 +283,7 @@ async def test_forwarding_passes_the_webhook_on_byte_for_byte_and_relays_the_ans
                 first = await http.post(f"{url}/hooks", content=body, headers=headers)
                 second = await http.post(f"{url}/hooks", content=body, headers=headers)
             await output.wait_for_lines(lambda line: "answered 204" in line)
+            videos = await output.wait_for_lines(is_video_line, count=2)
 
     assert (first.status_code, second.status_code) == (503, 204)
     [received, _] = app.received
@@ -135,6 +292,7 @@ async def test_forwarding_passes_the_webhook_on_byte_for_byte_and_relays_the_ans
     for name, value in headers.items():
         assert received.headers[name] == value
     assert f"-> {forward_to} answered 503" in output.text
+    assert videos == [f"  video 2.0 MB video/mp4 sha256 ok ({host_url}/v.mp4)"] * 2
 
 
 async def test_without_any_way_to_a_secret_it_says_how_to_give_one(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import sys
@@ -16,6 +17,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from app.devkit import mounted_simulator
+from app.devkit.simulator import video_digest
 from app.main import create_app
 from app.settings import Settings
 from tests.commands import command_environment, run_app_command, running, wait_until_serving
@@ -64,7 +66,8 @@ async def test_the_relay_serves_the_simulator_and_polls_it_over_http(
             headers={"Authorization": f"Bearer {mounted_simulator.API_KEY}"},
         )
         assert submitted.status_code == 200, submitted.text
-        watch = await relay.register(submitted.json()["task_id"], callback)
+        task_id = submitted.json()["task_id"]
+        watch = await relay.register(task_id, callback)
         done = await relay.wait_for_state(watch["id"], "completed")
         [hook] = await hooks.wait_for(1)
         event = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
@@ -72,10 +75,13 @@ async def test_the_relay_serves_the_simulator_and_polls_it_over_http(
 
     assert done["poll_count"] == 3
     assert event["type"] == "task.succeeded"
-    # The result link names the relay itself, so whoever gets the webhook can fetch it.
-    assert event["data"]["url"].startswith(f"{relay.http.base_url}/simulator/simulator-files/")
+    # The simulator's result link names the relay itself, so the relay could capture from it.
+    source_url = event["data"]["video"]["source_url"]
+    assert source_url.startswith(f"{relay.http.base_url}/simulator/simulator-files/")
     assert video.status_code == 200
     assert video.headers["content-type"] == "video/mp4"
+    assert hashlib.sha256(video.content).hexdigest() == video_digest(task_id).sha256
+    assert event["data"]["video"]["sha256"] == video_digest(task_id).sha256
 
 
 async def test_the_simulator_stays_out_of_the_relays_api_document(tmp_path: Path) -> None:

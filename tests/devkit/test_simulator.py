@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,17 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from app.devkit.simulator import FAKE_VIDEO, create_simulator
+from app.devkit.simulator import (
+    FAKE_VIDEO,
+    MAX_VIDEO_BYTES,
+    VIDEO_CHUNK_SIZE,
+    TaskBook,
+    create_simulator,
+    digest_of,
+    video_chunks,
+    video_digest,
+    video_of,
+)
 from tests.servers import serve
 
 GENERATIONS = "/v1/video/generations"
@@ -266,6 +277,219 @@ async def test_sora_download_of_unknown_task_is_404(client: httpx.AsyncClient) -
     }
 
 
+# --- sized results ------------------------------------------------------------------------------
+
+SIZE = 3 * VIDEO_CHUNK_SIZE + 1234
+"""Several pieces and a short last one, so piecing the video together is really exercised."""
+
+
+async def test_sized_video_is_an_mp4_looking_file_of_that_size_determined_by_the_task_id() -> None:
+    video = b"".join(video_chunks("task-a", SIZE))
+    pieces = [len(chunk) for chunk in video_chunks("task-a", SIZE)]
+
+    assert len(video) == SIZE
+    assert pieces == [VIDEO_CHUNK_SIZE] * 3 + [1234]
+    assert video[:24] == FAKE_VIDEO[:24]  # the same ftyp box as the default video
+    assert video[24:32] == (SIZE - 24).to_bytes(4, "big") + b"free"  # one box holds the rest
+    assert b"".join(video_chunks("task-a", SIZE)) == video
+    assert b"".join(video_chunks("task-b", SIZE)) != video
+    assert video_digest("task-a", SIZE) == (hashlib.sha256(video).hexdigest(), SIZE)
+    assert b"".join(video_chunks("task-a")) == FAKE_VIDEO
+    assert video_digest("task-a") == (hashlib.sha256(FAKE_VIDEO).hexdigest(), len(FAKE_VIDEO))
+
+
+async def test_even_the_largest_video_is_produced_lazily_piece_by_piece() -> None:
+    pieces = video_chunks("big", MAX_VIDEO_BYTES)
+
+    first = next(pieces)  # a GiB built up front would take seconds and a GiB of memory
+
+    assert len(first) == VIDEO_CHUNK_SIZE
+    assert first[24:32] == (MAX_VIDEO_BYTES - 24).to_bytes(4, "big") + b"free"
+    with pytest.raises(ValueError, match="video_bytes"):
+        next(video_chunks("big", MAX_VIDEO_BYTES + 1))
+
+
+async def test_wan_link_streams_the_sized_video_with_its_length_and_answers_head(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = (await submit(client, "wan2.5-t2v-preview", polls=1, video_bytes=SIZE))["task_id"]
+    url = (await query_ok(client, task_id))["url"]
+
+    async with httpx.AsyncClient() as anonymous:
+        head = await anonymous.head(url)
+        async with anonymous.stream("GET", url) as response:
+            received = [chunk async for chunk in response.aiter_raw()]
+
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(SIZE)
+    assert head.headers["content-type"] == "video/mp4"
+    assert head.content == b""
+    assert response.status_code == 200
+    assert response.headers["content-length"] == str(SIZE)
+    assert response.headers["content-type"] == "video/mp4"
+    assert len(received) > 1  # streamed, not sent in one piece
+    assert b"".join(received) == b"".join(video_chunks(task_id, SIZE))
+    assert hashlib.sha256(b"".join(received)).hexdigest() == video_digest(task_id, SIZE).sha256
+
+
+async def test_default_wan_link_answers_head_with_the_fake_video_length(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = (await submit(client, "wan2.5-t2v-preview", polls=1))["task_id"]
+    url = (await query_ok(client, task_id))["url"]
+
+    async with httpx.AsyncClient() as anonymous:
+        head = await anonymous.head(url)
+
+    assert head.status_code == 200
+    assert head.headers["content-length"] == str(len(FAKE_VIDEO))
+
+
+async def test_veo_data_uri_and_sora_download_carry_the_sized_video(
+    client: httpx.AsyncClient,
+) -> None:
+    veo_id = (await submit(client, "veo-3.0-fast-generate-001", polls=1, video_bytes=SIZE))[
+        "task_id"
+    ]
+    sora_id = (await submit(client, "sora-2", polls=1, video_bytes=SIZE))["task_id"]
+
+    veo_url = (await query_ok(client, veo_id))["url"]
+    await query_ok(client, sora_id)
+    download = await client.get(f"{GENERATIONS}/download", params={"id": sora_id})
+
+    assert base64.b64decode(veo_url.removeprefix("data:video/mp4;base64,")) == b"".join(
+        video_chunks(veo_id, SIZE)
+    )
+    assert download.status_code == 200
+    answer = download.json()
+    assert set(answer) == {
+        "success", "generation_id", "task_id", "format", "size", "base64", "data_url",
+    }  # fmt: skip
+    assert answer["size"] == SIZE
+    assert base64.b64decode(answer["base64"]) == b"".join(video_chunks(sora_id, SIZE))
+    assert answer["data_url"] == "data:video/mp4;base64," + answer["base64"]
+
+
+async def test_task_objects_give_their_own_video_and_digest() -> None:
+    simulator = create_simulator()
+    async with (
+        serve(simulator) as url,
+        httpx.AsyncClient(base_url=url, headers={"Authorization": "Bearer sk-x"}) as client,
+    ):
+        task_id = (await submit(client, "veo-3.0-fast-generate-001", polls=1, video_bytes=SIZE))[
+            "task_id"
+        ]
+        data_url = (await query_ok(client, task_id))["url"]
+        again = (await query_ok(client, task_id))["url"]
+
+    book: TaskBook = simulator.state.book
+    task = book.get(task_id)
+    assert task is not None
+    assert b"".join(video_of(task)) == b"".join(video_chunks(task_id, SIZE))
+    assert digest_of(task) == video_digest(task_id, SIZE)
+    assert data_url == again == task.data_url()
+    assert task.data_url() is task.data_url()  # built once, then kept on the task
+
+
+# --- expiry of results ---------------------------------------------------------------------------
+
+
+async def test_wan_link_expires_link_ttl_after_the_query_that_saw_success(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = (await submit(client, "wan2.5-t2v-preview", polls=2, link_ttl=0.5))["task_id"]
+    assert (await query_ok(client, task_id))["status"] == "queued"
+    await asyncio.sleep(0.6)  # longer than the ttl, but the task has not succeeded yet
+
+    url = (await query_ok(client, task_id))["url"]
+    async with httpx.AsyncClient() as anonymous:
+        fresh = await anonymous.get(url)
+        await asyncio.sleep(0.6)
+        stale = await anonymous.get(url)
+        stale_head = await anonymous.head(url)
+    answer = await query_ok(client, task_id)
+
+    assert fresh.status_code == 200
+    assert fresh.content == FAKE_VIDEO
+    assert stale.status_code == stale_head.status_code == 403
+    assert b"<Code>AccessDenied</Code>" in stale.content
+    assert stale.headers["content-type"].startswith("application/xml")
+    assert (answer["status"], answer["url"]) == ("succeeded", url)  # the link is still handed out
+
+
+async def test_veo_url_reads_expired_link_ttl_after_the_end_of_its_duration(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = (await submit(client, "veo-3.0-fast-generate-001", duration=0.5, link_ttl=0.6))[
+        "task_id"
+    ]
+
+    await asyncio.sleep(0.7)  # succeeded 0.2 s ago, unasked: the ttl runs from 0.5 s on
+    fresh = await query_ok(client, task_id)
+    await asyncio.sleep(0.6)
+    stale = await query_ok(client, task_id)
+
+    assert fresh["status"] == "succeeded"
+    assert fresh["url"].startswith("data:video/mp4;base64,")
+    assert stale["status"] == "succeeded"
+    assert stale["url"] == "expired"
+
+
+async def test_sora_download_is_404_once_the_result_expired(client: httpx.AsyncClient) -> None:
+    task_id = (await submit(client, "sora-2", polls=1, link_ttl=0.4))["task_id"]
+    await query_ok(client, task_id)
+    download = f"{GENERATIONS}/download"
+
+    fresh = await client.get(download, params={"id": task_id})
+    await asyncio.sleep(0.5)
+    stale = await client.get(download, params={"id": task_id})
+
+    assert fresh.status_code == 200
+    assert stale.status_code == 404
+    assert stale.json() == {"error": {"message": "Task not found", "type": "invalid_request_error"}}
+
+
+async def test_a_result_without_link_ttl_never_expires(client: httpx.AsyncClient) -> None:
+    task_id = (await submit(client, "sora-2", duration=0))["task_id"]
+    await asyncio.sleep(0.3)
+
+    response = await client.get(f"{GENERATIONS}/download", params={"id": task_id})
+
+    assert response.status_code == 200
+
+
+async def test_a_failed_task_has_nothing_to_expire(client: httpx.AsyncClient) -> None:
+    task_id = (
+        await submit(client, "veo-3.0-fast-generate-001", polls=1, outcome="failed", link_ttl=0)
+    )["task_id"]
+
+    answer = await query_ok(client, task_id)
+
+    assert answer["status"] == "failed"
+    assert "url" not in answer
+
+
+# --- failing downloads ---------------------------------------------------------------------------
+
+
+async def test_sora_download_fails_with_502_the_scripted_number_of_times(
+    client: httpx.AsyncClient,
+) -> None:
+    task_id = (await submit(client, "sora-2", polls=2, download_failures=2))["task_id"]
+    download = f"{GENERATIONS}/download"
+
+    too_early = await client.get(download, params={"id": task_id})  # not counted as a failure
+    await query_ok(client, task_id)
+    await query_ok(client, task_id)
+    answers = [await client.get(download, params={"id": task_id}) for _ in range(4)]
+
+    assert too_early.status_code == 400
+    assert [a.status_code for a in answers] == [502, 502, 200, 200]
+    assert answers[0].json()["error"]["message"]
+    assert answers[0].json()["error"]["type"]
+    assert base64.b64decode(answers[2].json()["base64"]) == FAKE_VIDEO
+
+
 # --- visibility and authentication -------------------------------------------------------------
 
 
@@ -349,6 +573,16 @@ async def test_requests_without_a_bearer_key_are_401(
         {"model": "sora-2", "prompt": "a cat", "simulation": {"visible_after": -0.1}},
         {"model": "sora-2", "prompt": "a cat", "simulation": {"failure_reason": None}},
         {"model": "sora-2", "prompt": "a cat", "simulation": {"pols": 3}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"video_bytes": 63}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"video_bytes": MAX_VIDEO_BYTES + 1}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"video_bytes": "1000"}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"video_bytes": 1000.0}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"video_bytes": True}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"link_ttl": -1}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"link_ttl": "60"}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"download_failures": -1}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"download_failures": 1.5}},
+        {"model": "sora-2", "prompt": "a cat", "simulation": {"download_failures": None}},
         {"model": "sora-2", "prompt": "a cat", "simulation": "fast"},
         ["sora-2", "a cat"],
     ],

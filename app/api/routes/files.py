@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
@@ -24,18 +24,17 @@ _EXPIRED = (
 _GONE = "this file is no longer kept"
 
 
-@router.api_route(
-    "/{watch_id}",
-    methods=["GET", "HEAD"],
-    response_class=Response,
-    responses={
-        200: {"description": "The file.", "content": {"video/mp4": {}}},
-        206: {"description": "The ranges asked for (`Range`)."},
-        307: {"description": "With a bucket for storage: its presigned link to the file."},
-        403: {"description": _FORGED},
-        410: {"description": "The link expired, or the file is no longer kept."},
-    },
-)
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The file.", "content": {"video/mp4": {}}},
+    206: {"description": "The ranges asked for (`Range`)."},
+    307: {"description": "With a bucket for storage: its presigned link to the file."},
+    403: {"description": _FORGED},
+    410: {"description": "The link expired, or the file is no longer kept."},
+}
+
+
+@router.head("/{watch_id}", response_class=Response, responses=_RESPONSES)
+@router.get("/{watch_id}", response_class=Response, responses=_RESPONSES)
 async def get_file(
     watch_id: str,
     relay: RelayDep,

@@ -1,0 +1,93 @@
+"""A relay killed in the middle of a capture resumes it after restart and never serves a part."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from standardwebhooks import Webhook
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import Route
+
+from tests.conftest import SIGNING_SECRET
+from tests.flaky_upstream import FlakyUpstream, task
+from tests.processes import relay_process
+from tests.receiver import Receiver
+from tests.servers import serve
+
+Hooks = tuple[Receiver, str]
+
+VIDEO = os.urandom(2 * 1024 * 1024)
+CHUNK = 64 * 1024
+
+
+class SlowFiles:
+    """Serves `VIDEO`: the first download trickles (long enough to be killed during), later
+    ones at full speed."""
+
+    def __init__(self) -> None:
+        self.downloads = 0
+        self.first_started = asyncio.Event()
+
+    @property
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v.mp4", self._serve)])
+
+    async def _serve(self, request: Request) -> StreamingResponse:
+        self.downloads += 1
+        slow = self.downloads == 1
+
+        async def body() -> AsyncIterator[bytes]:
+            for start in range(0, len(VIDEO), CHUNK):
+                if slow:
+                    self.first_started.set()
+                    await asyncio.sleep(0.1)
+                yield VIDEO[start : start + CHUNK]
+
+        headers = {"content-length": str(len(VIDEO))}
+        return StreamingResponse(body(), media_type="video/mp4", headers=headers)
+
+
+async def test_a_relay_killed_mid_capture_resumes_it_and_never_serves_a_partial_file(
+    flaky: FlakyUpstream, receiver: Hooks, database_url: str, tmp_path: Path
+) -> None:
+    hooks, callback = receiver
+    files = SlowFiles()
+    log = tmp_path / "relay.log"
+    env = {"RELAY_CAPTURE_REQUEST_TIMEOUT": "1"}
+    async with serve(files.app) as files_url:
+        flaky.script("video_slow", task("succeeded", url=f"{files_url}/v.mp4"))
+        async with relay_process(database_url, flaky, log, **env) as (http, process):
+            watch = (
+                await http.post(
+                    "/v1/watches", json={"task_id": "video_slow", "callback_url": callback}
+                )
+            ).json()
+            await asyncio.wait_for(files.first_started.wait(), 10)
+            await asyncio.sleep(0.3)
+            process.send_signal(signal.SIGKILL)
+            await process.wait()
+
+        stored = tmp_path / "files" / "videos" / f"{watch['id']}.mp4"
+        assert not stored.exists()  # a part, if any, was never put where it is served from
+        assert hooks.received == []
+
+        async with relay_process(database_url, flaky, log, **env) as (http, _):
+            [hook] = await hooks.wait_for(1, within=30)
+            body = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
+            served = await http.get(body["data"]["url"])
+            state = (await http.get(f"/v1/watches/{watch['id']}")).json()
+
+    video = body["data"]["video"]
+    assert video["sha256"] == hashlib.sha256(VIDEO).hexdigest()
+    assert video["size_bytes"] == len(VIDEO)
+    assert served.content == VIDEO
+    assert files.downloads == 2
+    assert state["capture"]["state"] == "stored"
+    assert stored.read_bytes() == VIDEO

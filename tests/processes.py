@@ -1,0 +1,63 @@
+"""The relay as operators run it, in a process of its own that a test can kill."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import httpx
+
+from tests.conftest import API_KEY, SIGNING_SECRET, UPSTREAM_KEY, Upstream
+from tests.flaky_upstream import FlakyUpstream
+from tests.servers import free_port
+
+
+@asynccontextmanager
+async def relay_process(
+    database_url: str, upstream: Upstream | FlakyUpstream, log: Path, **env: str
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    """The relay as operators run it: `uvicorn app.main:app`, configured by the environment."""
+    port = free_port()
+    env = {
+        **os.environ,
+        "RELAY_DATABASE_URL": database_url,
+        "NEBULA_BASE_URL": upstream.url,
+        "NEBULA_API_KEY": UPSTREAM_KEY,
+        "RELAY_API_KEY": API_KEY,
+        "RELAY_SIGNING_SECRET": SIGNING_SECRET,
+        "RELAY_POLL_INTERVAL": "0.2",
+        "RELAY_TICK_INTERVAL": "0.05",
+        "RELAY_RETRY_SCHEDULE": "0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2,0.2",
+        "RELAY_RETRY_JITTER": "0",
+        "RELAY_UPSTREAM_TIMEOUT": "1",
+        "RELAY_DELIVERY_TIMEOUT": "1",
+        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
+        "RELAY_STORAGE_DIR": str(log.parent / "files"),
+        **env,
+    }
+    with log.open("ab") as output:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+            env=env, stdout=output, stderr=output,
+        )  # fmt: skip
+    base_url = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(
+            base_url=base_url, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as http:
+            async with asyncio.timeout(20):
+                while True:
+                    try:
+                        if (await http.get("/healthz")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.05)
+            yield http, process
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            await process.wait()
