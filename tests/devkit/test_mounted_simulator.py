@@ -46,6 +46,7 @@ async def relay_with_simulator(tmp_path: Path, **overrides: Any) -> AsyncIterato
         "tick_interval": 0.05,
         "allow_private_callbacks": True,
         "shutdown_grace": 2,
+        "storage_dir": str(tmp_path / "files"),
     }
     settings = Settings(_env_file=None, **{**values, **overrides})
     async with (
