@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from tests.conftest import SIGNING_SECRET
+from tests.conftest import SIGNING_SECRET, RelayFactory
 from tests.flaky_upstream import FlakyUpstream, task
 from tests.processes import relay_process
 from tests.receiver import Receiver
@@ -34,6 +34,7 @@ class SlowFiles:
     def __init__(self) -> None:
         self.downloads = 0
         self.first_started = asyncio.Event()
+        self.finished = False
 
     @property
     def app(self) -> Starlette:
@@ -49,6 +50,7 @@ class SlowFiles:
                     self.first_started.set()
                     await asyncio.sleep(0.1)
                 yield VIDEO[start : start + CHUNK]
+            self.finished = True
 
         headers = {"content-length": str(len(VIDEO))}
         return StreamingResponse(body(), media_type="video/mp4", headers=headers)
@@ -91,3 +93,29 @@ async def test_a_relay_killed_mid_capture_resumes_it_and_never_serves_a_partial_
     assert files.downloads == 2
     assert state["capture"]["state"] == "stored"
     assert stored.read_bytes() == VIDEO
+
+
+async def test_a_watch_cancelled_while_its_result_is_captured_sends_nothing_and_keeps_no_file(
+    start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks, tmp_path: Path
+) -> None:
+    hooks, callback = receiver
+    files = SlowFiles()
+    async with serve(files.app) as files_url, start_relay(nebula_base_url=flaky.url) as relay:
+        flaky.script("video_slow", task("succeeded", url=f"{files_url}/v.mp4"))
+        watch = await relay.register("video_slow", callback)
+        await asyncio.wait_for(files.first_started.wait(), 10)
+        cancelled = await relay.http.delete(f"/v1/watches/{watch['id']}")
+        assert cancelled.status_code == 200
+        assert cancelled.json()["state"] == "cancelled"
+
+        async with asyncio.timeout(15):
+            while files.downloads == 1 and not files.finished:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        await asyncio.sleep(0.5)
+        after = await relay.get(watch["id"])
+
+    assert hooks.received == []
+    assert after["state"] == "cancelled"
+    assert after["capture"]["state"] == "failed"
+    assert after["capture"]["error"]["code"] == "cancelled"
+    assert not (tmp_path / "files" / "videos" / f"{watch['id']}.mp4").exists()
