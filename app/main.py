@@ -14,15 +14,20 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from app import relay
-from app.api.routes import files, recovery, service, watches
+from app.api import errors
+from app.api.body_limit import BodyLimit
+from app.api.routes import admin, files, recovery, service, watches
+from app.api.schemas import MAX_BODY_BYTES
 from app.capture.links import LearnOrigin, Origin
+from app.delivery.callbacks import Resolver
 from app.settings import Settings
 
 VERSION = "0.1.0"
 UPSTREAM_KEY_FIELD = "upstream_api_key"
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, resolver: Resolver | None = None) -> FastAPI:
+    """:param resolver: looks up callbacks' host names (default: the system's resolver)."""
     settings = settings or Settings()
     origin = Origin(settings.public_url)
     served = None
@@ -35,7 +40,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_logging()
-        async with relay.running(settings, served=served, origin=origin) as running:
+        async with relay.running(
+            settings, served=served, origin=origin, resolver=resolver
+        ) as running:
             app.state.relay = running
             _spare_the_startup_objects_from_the_collector()
             try:
@@ -54,6 +61,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(recovery.router)
     app.include_router(files.router)
     app.include_router(service.router)
+    app.include_router(admin.router)
+    if settings.admin_token is None:
+        app.add_middleware(admin.Hidden)
     if settings.simulator:
         # A mounted app's routes stay out of the relay's OpenAPI document.
         app.mount(mounted_simulator.MOUNT_PATH, simulator.create_simulator())
@@ -61,16 +71,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.add_middleware(mounted_simulator.LearnServedAddress, address=served)
     if settings.public_url is None:
         app.add_middleware(LearnOrigin, origin=origin)
+    app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app
 
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
     """FastAPI's own answer, except that an upstream key is never echoed back, even to its
-    sender: the answer may end up in a log."""
+    sender: the answer may end up in a log; and what JSON cannot carry is not echoed as it came."""
     assert isinstance(exc, RequestValidationError)
-    errors = [_without_upstream_key(dict(error)) for error in exc.errors()]
-    return JSONResponse({"detail": jsonable_encoder(errors)}, status_code=422)
+    refused = [_without_upstream_key(dict(error)) for error in exc.errors()]
+    return JSONResponse({"detail": jsonable_encoder(errors.sendable(refused))}, status_code=422)
 
 
 def _without_upstream_key(error: dict[str, Any]) -> dict[str, Any]:

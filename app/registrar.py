@@ -1,19 +1,23 @@
 """The rules of registering a watch: what the API's route applies, apart from HTTP.
 
-A registration is checked against the relay's own limits (callback addresses, the shortest
-interval, whether upstream keys can be stored), its upstream key is encrypted, and a request
+A registration is checked against its client's limits (rate, live watches) and the relay's own
+rules (callback addresses, the shortest interval), its upstream key is encrypted, and a request
 that carries an `Idempotency-Key` is answered as the first one with that key was.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 
+from app import limits
 from app.api.schemas import WatchCreate, WatchOut
 from app.delivery import callbacks
+from app.delivery.ownership import Challenger, OwnershipNotConfirmed
+from app.encryption import KeyBox
 from app.settings import Settings
-from app.store import idempotency
+from app.store import idempotency, watch_queries
 from app.store.database import Database
 from app.store.registrations import Registrations
 
@@ -41,19 +45,46 @@ class Registered:
 
 
 class Registrar:
-    def __init__(self, db: Database, settings: Settings, registrations: Registrations) -> None:
+    """:param key_box: encrypts the upstream keys that registrations bring.
+    :param challenger: proves callbacks are their registrant's (`verify_callback`).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        settings: Settings,
+        registrations: Registrations,
+        *,
+        key_box: KeyBox,
+        challenger: Challenger,
+    ) -> None:
         self._db = db
         self._settings = settings
         self._registrations = registrations
+        self._key_box = key_box
+        self._callbacks = callbacks.CallbackPolicy.from_settings(settings)
+        self._challenger = challenger
+        self._rate = limits.RateLimit(settings.rate_limit) if settings.rate_limit else None
+        self._cap = (
+            limits.ActiveWatchCap(
+                settings.max_active_watches,
+                count=lambda client_id: watch_queries.count_live(db, client_id=client_id),
+                retry_after=max(1, math.ceil(settings.poll_interval)),
+            )
+            if settings.max_active_watches
+            else None
+        )
 
     async def register(
         self, *, client_id: str, request: WatchCreate, idempotency_key: str | None
     ) -> Registered:
         """Create the watch, or return the live one for the same task and callback.
 
+        :raises LimitReachedError: the client is over one of its limits (`admit`).
         :raises RegistrationRefused: the request breaks one of this relay's rules.
         :raises IdempotencyConflict: the key was already used with another body.
         """
+        await self.admit(client_id)
         encrypted_key = self._check(request)
         request_hash = None
         if idempotency_key is not None:
@@ -62,6 +93,7 @@ class Registrar:
             stored = await idempotency.find(self._db, client_id=client_id, key=idempotency_key)
             if stored is not None:
                 return _replayed(stored, request_hash)
+        await self._verify_callback(client_id, request)
         watch, created = await self._registrations.register(
             client_id=client_id,
             task_id=request.task_id,
@@ -72,6 +104,8 @@ class Registrar:
             poll_interval=request.poll_interval,
             upstream_api_key_encrypted=encrypted_key,
         )
+        if created and self._cap is not None:
+            self._cap.added(client_id)
         # Serialized here, once: returned as a model, the route would validate it all over again.
         registered = Registered(watch.id, created, WatchOut.model_validate(watch).model_dump_json())
         if idempotency_key is None or request_hash is None:
@@ -86,13 +120,36 @@ class Registrar:
         )
         return _replayed(stored, request_hash)
 
+    async def admit(self, client_id: str) -> None:
+        """Apply the client's own limits: its rate of registrations, then its cap on live
+        watches. Kept per client, so an app at its limit never holds up another.
+
+        :raises LimitReachedError: over a limit; `retry_after` says when to try again.
+        """
+        if self._rate is not None:
+            self._rate.take(client_id)
+        if self._cap is not None:
+            await self._cap.check(client_id)
+
+    async def _verify_callback(self, client_id: str, request: WatchCreate) -> None:
+        """With `verify_callback`, register only a callback that answers the relay's challenge:
+        after every other rule (a refused request costs the receiver nothing), before anything
+        is stored.
+
+        :raises RegistrationRefused: the callback did not confirm it is the client's.
+        """
+        if not request.verify_callback:
+            return
+        try:
+            await self._challenger.confirm(client_id=client_id, callback_url=request.callback_url)
+        except OwnershipNotConfirmed as exc:
+            raise RegistrationRefused("callback_url", str(exc)) from None
+
     def _check(self, request: WatchCreate) -> str | None:
         """Apply the relay's rules; return the upstream key encrypted, if one came."""
         settings = self._settings
         try:
-            callbacks.validate_callback_url(
-                request.callback_url, allow_private=settings.allow_private_callbacks
-            )
+            self._callbacks.validate(request.callback_url)
         except callbacks.CallbackRefused as exc:
             raise RegistrationRefused("callback_url", str(exc)) from None
         if request.poll_interval is not None and request.poll_interval < settings.min_poll_interval:
@@ -103,14 +160,7 @@ class Registrar:
             )
         if request.upstream_api_key is None:
             return None
-        key_box = settings.key_box
-        if key_box is None:
-            raise RegistrationRefused(
-                "upstream_api_key",
-                "this relay cannot store upstream keys: its operator has not set "
-                "RELAY_ENCRYPTION_KEY",
-            )
-        return key_box.encrypt(request.upstream_api_key)
+        return self._key_box.encrypt(request.upstream_api_key)
 
 
 def _replayed(stored: idempotency.StoredResponse, request_hash: str) -> Registered:

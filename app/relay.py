@@ -14,13 +14,17 @@ from typing import TYPE_CHECKING
 import httpx
 from pydantic import SecretStr
 
-from app import transport
+from app import encryption, transport
 from app.capture.capturer import Capturer
 from app.capture.cleanup import FileCleanup
 from app.capture.links import FALLBACK_ORIGIN, FileLinks, Origin
 from app.capture.sources import ResultSource
+from app.capture.sources import create_http as create_capture_http
 from app.capture.storage import FileStorage
+from app.delivery import ownership, pinning
+from app.delivery.callbacks import Resolver
 from app.delivery.deliverer import Deliverer
+from app.encryption import KeyBox
 from app.ids import new_id
 from app.metrics import Metrics
 from app.polling.policy import PollPolicy
@@ -29,7 +33,7 @@ from app.registrar import Registrar
 from app.scheduler import Ticker
 from app.settings import Settings
 from app.store import client_apps, leases, registrations, relay_secrets
-from app.store.database import Database, migrate, open_database
+from app.store.database import Database, erase_replaced_data, migrate, open_database
 from app.upstream import UpstreamClient
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
@@ -46,7 +50,7 @@ class Relay:
     db: Database
     metrics: Metrics
     ticker: Ticker
-    clients: client_apps.KnownClients
+    clients: client_apps.ClientApps
     registrar: Registrar
     links: FileLinks
     storage: FileStorage
@@ -68,7 +72,11 @@ LINKS_SECRET = "file_links"
 
 @asynccontextmanager
 async def running(
-    settings: Settings, *, served: ServedAddress | None = None, origin: Origin | None = None
+    settings: Settings,
+    *,
+    served: ServedAddress | None = None,
+    origin: Origin | None = None,
+    resolver: Resolver | None = None,
 ) -> AsyncIterator[Relay]:
     """Start everything in dependency order and stop it in reverse, gracefully.
 
@@ -77,10 +85,11 @@ async def running(
 
     :param served: where the relay is served, when it polls its own simulator.
     :param origin: what links to captured files are built on (default: `RELAY_PUBLIC_URL`).
+    :param resolver: looks up callbacks' host names (default: the system's; tests stand in
+        for DNS with their own).
     """
-    db = open_database(settings.database_url)
-    await migrate(db)
-    await _bootstrap(db, settings)
+    db, key_box = await open_store(settings)
+    await _bootstrap(db, settings, key_box)
     owner = new_id("own")
     metrics = Metrics()
     ticker = Ticker(interval=settings.tick_interval)
@@ -95,7 +104,7 @@ async def running(
         upstream_transport = mounted_simulator.ToServedAddress(upstream_transport, served)
         upstream_base_url = mounted_simulator.BASE_URL
         upstream_key = upstream_key or SecretStr(mounted_simulator.API_KEY)
-    delivery_transport = transport.create_transport(max_connections=settings.delivery_concurrency)
+    delivery_transport = pinning.create_callback_transport(settings, resolver=resolver)
     rate_limiter = RateLimiter(rate=settings.upstream_rps) if settings.upstream_rps else None
     links = FileLinks(
         bytes.fromhex(
@@ -104,20 +113,17 @@ async def running(
         origin=origin or Origin(settings.public_url),
     )
     storage = FileStorage.from_settings(settings)
-    capture_transport = transport.create_transport(max_connections=settings.capture_concurrency)
     capturer = Capturer(
         db=db,
         source=ResultSource(
-            transport=capture_transport,
-            upstream=UpstreamClient(
-                upstream_transport if served is not None else capture_transport,
-                base_url=upstream_base_url,
-                api_key=upstream_key.get_secret_value() if upstream_key else None,
+            http=create_capture_http(
                 timeout=settings.capture_request_timeout,
+                on_request=served.point_here if served is not None else None,
             ),
+            download_url=upstream_base_url.rstrip("/") + "/v1/video/generations/download",
+            api_key=upstream_key.get_secret_value() if upstream_key else None,
             timeout=settings.capture_request_timeout,
             max_bytes=settings.capture_max_bytes,
-            rate_limiter=rate_limiter,
         ),
         storage=storage,
         links=links,
@@ -126,13 +132,16 @@ async def running(
         concurrency=settings.capture_concurrency,
         max_bytes=settings.capture_max_bytes,
         file_ttl=settings.file_ttl,
-        key_box=settings.key_box,
+        key_box=key_box,
+        rate_limiter=rate_limiter,
         metrics=metrics,
         on_events=lambda: ticker.kick(DELIVER),
         on_slot_free=lambda: ticker.kick(CAPTURE),
         on_due_in=lambda delay: ticker.kick_in(CAPTURE, delay),
     )
-    cleanup = FileCleanup(db=db, storage=storage, metrics=metrics)
+    cleanup = FileCleanup(
+        db=db, storage=storage, metrics=metrics, stale_parts_after=2 * settings.capture_lease
+    )
     deliverer = Deliverer(
         db=db,
         transport=delivery_transport,
@@ -142,7 +151,7 @@ async def running(
         retry_schedule=settings.retry_schedule,
         retry_jitter=settings.retry_jitter,
         concurrency=settings.delivery_concurrency,
-        allow_private=settings.allow_private_callbacks,
+        key_box=key_box,
         metrics=metrics,
         on_slot_free=lambda: ticker.kick(DELIVER),
         on_due_in=lambda delay: ticker.kick_in(DELIVER, delay),
@@ -168,7 +177,7 @@ async def running(
             on_change=lambda state: metrics.circuit.state(state.value),
         ),
         rate_limiter=rate_limiter,
-        key_box=settings.key_box,
+        key_box=key_box,
         metrics=metrics,
         capture_timeout=settings.capture_timeout if settings.capture else None,
         on_events=lambda: ticker.kick(CAPTURE, DELIVER),
@@ -179,15 +188,25 @@ async def running(
     ticker.every_tick(DELIVER, deliverer.run)
     ticker.every(CLEANUP, CLEANUP_INTERVAL, cleanup.run)
     ticker.start()
+    clients = client_apps.ClientApps(db, key_box=key_box, secret_overlap=settings.secret_overlap)
+    challenger = ownership.Challenger(
+        delivery_transport,
+        signing_secret=clients.signing_secret,
+        timeout=min(ownership.CHALLENGE_TIMEOUT, settings.delivery_timeout),
+    )
     try:
         yield Relay(
             settings,
             db,
             metrics,
             ticker,
-            client_apps.KnownClients(db),
+            clients,
             Registrar(
-                db, settings, registrations.Registrations(db, poll_interval=settings.poll_interval)
+                db,
+                settings,
+                registrations.Registrations(db, poll_interval=settings.poll_interval),
+                key_box=key_box,
+                challenger=challenger,
             ),
             links,
             storage,
@@ -202,8 +221,32 @@ async def running(
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
-        await capture_transport.aclose()
         await db.dispose()
+
+
+async def open_store(settings: Settings) -> tuple[Database, KeyBox]:
+    """The database, migrated, and the keys that encrypt its secrets, with every secret in it
+    encrypted: what the relay and the `clients` commands start from.
+
+    :raises encryption.KeyMissingError: no RELAY_ENCRYPTION_KEY, and no SQLite file to keep a
+        key of the relay's own beside.
+    """
+    key_box = encryption.key_box_for(
+        settings.encryption_key.get_secret_value() if settings.encryption_key else None,
+        settings.database_url,
+    )
+    db = open_database(settings.database_url)
+    try:
+        await migrate(db)
+        encrypted = await client_apps.encrypt_secrets_in_clear(db, key_box=key_box)
+        if encrypted:
+            await erase_replaced_data(db)
+    except BaseException:
+        await db.dispose()
+        raise
+    if encrypted:
+        log.info("encrypted the signing secrets of %d client apps, found in clear", encrypted)
+    return db, key_box
 
 
 def _poll_concurrency(settings: Settings) -> int:
@@ -214,10 +257,22 @@ def _poll_concurrency(settings: Settings) -> int:
     return min(settings.poll_concurrency, max(1, math.ceil(settings.upstream_rps * 2)))
 
 
-async def _bootstrap(db: Database, settings: Settings) -> None:
+async def _bootstrap(db: Database, settings: Settings, key_box: KeyBox) -> None:
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     secret = settings.signing_secret.get_secret_value() if settings.signing_secret else None
-    boot = await client_apps.bootstrap_default_client(db, api_key=api_key, signing_secret=secret)
+    boot = await client_apps.bootstrap_default_client(
+        db,
+        api_key=api_key,
+        signing_secret=secret,
+        key_box=key_box,
+        secret_overlap=settings.secret_overlap,
+    )
+    if boot.revoked:
+        log.warning(
+            "the default client app (%s) was revoked: RELAY_API_KEY is refused; client apps are "
+            "managed with python -m app clients",
+            boot.client.id,
+        )
     if boot.generated_api_key:
         log.warning(
             "RELAY_API_KEY is not set, so an API key was generated. It is shown only this once; "

@@ -9,8 +9,12 @@ from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app import encryption
+from app.delivery import callbacks
 
 MAX_RETRY_DELAY = 30 * 24 * 3600.0
+
+#: The shortest admin token accepted.
+MIN_ADMIN_TOKEN_LENGTH = 16
 
 #: Delays, in seconds, before each retry of a webhook: about a day in all.
 DEFAULT_RETRY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)
@@ -25,6 +29,8 @@ class Settings(BaseSettings):
         extra="ignore",
         populate_by_name=True,
         allow_inf_nan=False,
+        # A refused value may be a secret (a short admin token, a malformed key): not echoed.
+        hide_input_in_errors=True,
     )
 
     nebula_base_url: str = Field(
@@ -43,6 +49,8 @@ class Settings(BaseSettings):
     delivery_timeout: float = Field(15.0, gt=0)
     upstream_timeout: float = Field(10.0, gt=0)
     allow_private_callbacks: bool = False
+    require_https: bool = False
+    callback_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
     tick_interval: float = Field(0.5, gt=0)
     poll_concurrency: int = Field(100, ge=1)
     delivery_concurrency: int = Field(100, ge=1)
@@ -58,7 +66,7 @@ class Settings(BaseSettings):
     capture: bool = True
     capture_max_bytes: int = Field(1024**3, ge=1)
     capture_timeout: float = Field(3600.0, gt=0)
-    capture_concurrency: int = Field(4, ge=1)
+    capture_concurrency: int = Field(16, ge=1)
     capture_request_timeout: float = Field(600.0, gt=0)
     storage_dir: str = "./relay-files"
     storage_url: str | None = None
@@ -68,6 +76,10 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     public_url: str | None = None
     file_ttl: float = Field(7 * 24 * 3600.0, gt=0)
+    admin_token: SecretStr | None = None
+    secret_overlap: float = Field(24 * 3600.0, ge=0)
+    max_active_watches: int = Field(100_000, ge=0)
+    rate_limit: float = Field(0.0, ge=0)
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -86,6 +98,17 @@ class Settings(BaseSettings):
             not 0 <= float(delay) <= MAX_RETRY_DELAY for delay in value
         ):
             raise ValueError(f"retry delays must be between 0 and {MAX_RETRY_DELAY:.0f} seconds")
+        return value
+
+    @field_validator("callback_allowlist", mode="before")
+    @classmethod
+    def _parse_allowlist(cls, value: object) -> object:
+        """Written as `hooks.internal,10.0.0.0/8`; a mistyped entry must fail the start, not
+        leave a receiver refused at every delivery."""
+        if isinstance(value, str):
+            value = tuple(part.strip() for part in value.split(",") if part.strip())
+        if isinstance(value, tuple | list):
+            callbacks.parse_allowlist(str(entry) for entry in value)
         return value
 
     @field_validator("storage_url")
@@ -122,6 +145,17 @@ class Settings(BaseSettings):
             raise ValueError("RELAY_SIGNING_SECRET must hold at least 24 bytes of key")
         return value
 
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        """The token opens every client app's keys: a short one could be guessed."""
+        if value is not None and len(value.get_secret_value().strip()) < MIN_ADMIN_TOKEN_LENGTH:
+            raise ValueError(
+                f"RELAY_ADMIN_TOKEN must be at least {MIN_ADMIN_TOKEN_LENGTH} characters; generate "
+                "one with: python -c 'import secrets; print(secrets.token_urlsafe(32))'"
+            )
+        return value
+
     @field_validator("encryption_key")
     @classmethod
     def _check_encryption_key(cls, value: SecretStr | None) -> SecretStr | None:
@@ -132,7 +166,8 @@ class Settings(BaseSettings):
 
     @property
     def key_box(self) -> encryption.KeyBox | None:
-        """What encrypts per-watch upstream keys; without RELAY_ENCRYPTION_KEY, none are taken."""
+        """The configured keys; None without RELAY_ENCRYPTION_KEY, when the relay keeps a key of
+        its own beside a SQLite database (`encryption.key_box_for`)."""
         if self.encryption_key is None:
             return None
         return encryption.KeyBox.from_config(self.encryption_key.get_secret_value())

@@ -18,8 +18,10 @@ read: the relay calls receivers and the upstream directly.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -66,6 +68,20 @@ def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
     return {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), seconds)}
 
 
+@dataclass(frozen=True, slots=True)
+class Pin:
+    """Connect to `address` whenever `host` is asked for on `port`, instead of resolving it.
+
+    That makes the address a connection goes to the one that was checked, not whatever the
+    name resolves to by the time the connection is made. TLS still names `host` (SNI, and the
+    certificate it must match).
+    """
+
+    host: str
+    address: str
+    port: int
+
+
 class ReqwestTransport(httpx.AsyncBaseTransport):
     """Sends an `httpx.Request` as httpx built it, over a reqwest connection pool.
 
@@ -88,16 +104,19 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
     `webhook-id`.
     """
 
-    def __init__(self, *, max_connections: int) -> None:
+    def __init__(self, *, max_connections: int, pin: Pin | None = None) -> None:
         self._max_connections = max_connections
+        self._pin = pin
         self._client: Client | None = None
 
     def _open(self) -> Client:
-        """The client is made on first use, inside the event loop that will await it."""
+        """The client is made on first use (unless `open` made it before)."""
         if self._client is None:
+            builder = ClientBuilder()
+            if self._pin is not None:
+                builder = builder.resolve(self._pin.host, self._pin.address, self._pin.port)
             self._client = (
-                ClientBuilder()
-                .max_connections(self._max_connections)
+                builder.max_connections(self._max_connections)
                 .user_agent(USER_AGENT)
                 .follow_redirects(False)
                 .no_proxy()
@@ -110,6 +129,12 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
                 .build()
             )
         return self._client
+
+    async def open(self) -> None:
+        """Make the client now, in a worker thread: building one loads the trusted certificate
+        authorities, milliseconds the event loop would otherwise spend on each new transport."""
+        if self._client is None:
+            await asyncio.to_thread(self._open)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if request.url.scheme not in ("http", "https"):

@@ -70,7 +70,7 @@ class PollResult:
 
 @dataclass(frozen=True, slots=True)
 class DueEvent:
-    """A webhook claimed for one delivery attempt, with the secret that signs it."""
+    """A webhook claimed for one delivery attempt, with the secrets that sign it."""
 
     id: str
     watch_id: str
@@ -79,7 +79,9 @@ class DueEvent:
     payload: str
     attempts: int
     round_start: int
-    signing_secret: str
+    #: The client's signing secret, and the one a rotation replaced while their overlap lasts;
+    #: encrypted (`encryption.py`), as stored.
+    signing_secrets: tuple[str, ...]
 
     @property
     def terminal(self) -> bool:

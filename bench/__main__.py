@@ -27,7 +27,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "--client-loop-seconds", type=float, default=3.0, help="length of each raw client loop"
     )
     parser.add_argument(
-        "--settle", type=float, default=15.0, help="seconds to wait for late webhooks after the run"
+        "--settle",
+        type=float,
+        help="seconds to wait for late webhooks after the run (default 15; 120 with capture on)",
     )
     parser.add_argument(
         "--relay-env",
@@ -53,8 +55,28 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="share of tasks that never end within the run (default 0.15)",
     )
     parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
-    parser.add_argument("--keep", action="store_true", help="keep the logs and the database")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the logs, the database and the captured files"
+    )
+    capture = parser.add_mutually_exclusive_group()
+    capture.add_argument(
+        "--capture-mb",
+        type=float,
+        metavar="MB",
+        help="capture on (RELAY_CAPTURE=true; off by default, so figures compare with runs "
+        "before capture): every succeeded task's result is MB MiB, served by the fake upstream",
+    )
+    capture.add_argument(
+        "--capture-one-mb",
+        type=float,
+        metavar="MB",
+        help="a run of its own: one watch, whose result of MB MiB is captured while the relay's "
+        "RSS is sampled every 50 ms (the other load flags do not apply)",
+    )
     args = parser.parse_args(argv)
+    for size in (args.capture_mb, args.capture_one_mb):
+        if size is not None and size <= 0:
+            parser.error("--capture-mb and --capture-one-mb want a size above 0")
     shares = (args.batch_share, args.never_share)
     if min(shares) < 0 or sum(shares) > 1:
         parser.error("--batch-share and --never-share must be shares of at most 1 together")
@@ -66,19 +88,23 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         relay_env[name] = value
     watches = args.watches or (500 if args.quick else 10_000)
     duration = args.duration or (15.0 if args.quick else 60.0)
+    capturing = bool(args.capture_mb or args.capture_one_mb)
+    settle = args.settle if args.settle is not None else (120.0 if capturing else 15.0)
     return Config(
         watches=watches,
         duration=duration,
         poll_interval=args.poll_interval,
         concurrency=args.concurrency,
         client_loop_seconds=args.client_loop_seconds,
-        settle=args.settle,
+        settle=settle,
         relay_env=relay_env,
         relay_access_log=args.relay_access_log,
         batch_share=args.batch_share,
         never_share=args.never_share,
         seed=args.seed,
         keep=args.keep,
+        capture_mb=args.capture_mb,
+        capture_one_mb=args.capture_one_mb,
     )
 
 

@@ -9,9 +9,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench import results
 from bench.load import Registration
-from bench.tasks import in_batch
+from bench.results import MB
+from bench.tasks import SUCCEEDED, in_batch, outcome
 
+SUCCEEDED_EVENT = "task.succeeded"
 #: A poll is on schedule when it comes within this many seconds of its due time.
 ON_TIME = 1.0
 
@@ -92,14 +95,19 @@ def polling(
     start: float,
     registered_by: float,
     end: float,
+    windows: dict[str, tuple[float, float]] | None = None,
 ) -> None:
     """On-schedule share of polls up to `end`, from the upstream's own arrival times.
 
     A task's first poll is due one `interval` after its registration; each later one `interval`
     after the one before. A task still running at `end` whose next poll is overdue by more than a
     second counts as one late poll, so a relay that falls behind cannot look punctual by polling
-    less.
+    less. `windows` names spans of the run (e.g. while captures ran) whose polls, by when due,
+    get a row of their own, judged by the same target.
     """
+    windows = windows or {}
+    #: [on time, late] of the polls due within each window.
+    in_window = {name: [0, 0] for name in windows}
     registered = {r.task_id: r.done for r in records if r.status == 201}
     # [on time, late] of the polls due while watches were being registered, and after.
     during, after = [0, 0], [0, 0]
@@ -114,6 +122,9 @@ def polling(
         for at in polls:
             (during if due <= registered_by else after)[at - due > ON_TIME] += 1
             by_due.setdefault(int((due - start) // 5), [0, 0])[at - due > ON_TIME] += 1
+            for name, (since, until) in windows.items():
+                if since <= due <= until:
+                    in_window[name][at - due > ON_TIME] += 1
             due = at + interval
         terminal = record is not None and record["terminal_at"] is not None
         if not terminal and end - due > ON_TIME:
@@ -126,6 +137,16 @@ def polling(
         ">= 95 %",
         share >= 0.95,
     )
+    for name, (ok, late) in in_window.items():
+        since, until = windows[name]
+        in_share = ok / (ok + late) if ok + late else math.nan
+        report.add(
+            f"polling: on schedule {name}",
+            f"{in_share:.1%} of {ok + late:,} polls due {since - start:.1f}-{until - start:.1f} s"
+            " into the run",
+            ">= 95 %",
+            in_share >= 0.95 if ok + late else None,
+        )
     if sum(during) and sum(after):
         report.notes.append(
             f"polling: {during[0] / sum(during):.1%} on schedule of the {sum(during):,} polls due "
@@ -153,30 +174,231 @@ def polling(
     )
 
 
-def detection_to_delivery(
-    report: Report, tasks: dict[str, Any], arrivals: Sequence[Sequence[Any]], *, end: float
-) -> None:
-    """From the upstream's first terminal answer to the webhook's arrival, for every task that
-    ended in the run but those of the batch, whose webhooks the receiver holds back on purpose."""
+def _first_finals(arrivals: Sequence[Sequence[Any]]) -> dict[str, float]:
+    """When each task's first final webhook arrived."""
     first_arrival: dict[str, float] = {}
     for _webhook_id, task_id, _watch_id, kind, at in arrivals:
         if kind in ("task.succeeded", "task.failed") and task_id not in first_arrival:
             first_arrival[task_id] = at
-    delays = [
-        first_arrival[task_id] - record["terminal_at"]
+    return first_arrival
+
+
+def _ended_in_run(tasks: dict[str, Any], end: float) -> dict[str, float]:
+    """When each task that ended within the run, but those of the batch, first answered so."""
+    return {
+        task_id: record["terminal_at"]
         for task_id, record in tasks.items()
         if record["terminal_at"] is not None
         and record["terminal_at"] <= end
-        and task_id in first_arrival
         and not in_batch(task_id)
+    }
+
+
+def detection_to_delivery(
+    report: Report,
+    tasks: dict[str, Any],
+    arrivals: Sequence[Sequence[Any]],
+    *,
+    end: float,
+    capture: bool = False,
+) -> None:
+    """From the upstream's first terminal answer to the webhook's arrival, for every task that
+    ended in the run but those of the batch, whose webhooks the receiver holds back on purpose.
+
+    With `capture`, for the failed tasks only: a succeeded one's webhook waits for its capture,
+    which `capture_latency` measures."""
+    first_arrival = _first_finals(arrivals)
+    delays = [
+        first_arrival[task_id] - terminal_at
+        for task_id, terminal_at in _ended_in_run(tasks, end).items()
+        if task_id in first_arrival and not (capture and outcome(task_id) == SUCCEEDED)
     ]
     p50, p99 = percentile(delays, 50) * 1000, percentile(delays, 99) * 1000
     report.add(
-        "detection to delivery",
+        "detection to delivery, failed tasks" if capture else "detection to delivery",
         f"p50 {p50:,.0f} ms, p99 {p99:,.0f} ms ({len(delays):,} tasks)",
         "p99 < 250 ms",
         p99 < 250 if delays else None,
     )
+
+
+#: The capture latency target is set for results of this size (and holds for smaller ones).
+CAPTURE_TARGET_BYTES = 2 * MB
+
+
+def capture_latency(
+    report: Report,
+    tasks: dict[str, Any],
+    arrivals: Sequence[Sequence[Any]],
+    downloads: Sequence[Sequence[Any]],
+    *,
+    end: float,
+    settled: float,
+    size: int,
+) -> None:
+    """From the poll that saw a task succeed (the upstream's first terminal answer) to the
+    receiver's 2xx for its `task.succeeded`, for the succeeded tasks that ended in the run but
+    those of the batch (as `detection_to_delivery`); notes split it at the download.
+
+    A task whose webhook had not come by `settled` (when the records were read, after the
+    settle) counts with the time until then, a lower bound: leaving it out would flatter the
+    percentiles of a relay that falls behind; figures it bounds are printed with ">=".
+    """
+    first_arrival = _first_finals(arrivals)
+    first_download: dict[str, Sequence[Any]] = {}
+    for record in downloads:
+        first_download.setdefault(record[0], record)
+    ended = {
+        task_id: terminal_at
+        for task_id, terminal_at in _ended_in_run(tasks, end).items()
+        if outcome(task_id) == SUCCEEDED
+    }
+    delays = {
+        task_id: first_arrival.get(task_id, settled) - terminal_at
+        for task_id, terminal_at in ended.items()
+    }
+    undelivered = {task_id for task_id in ended if task_id not in first_arrival}
+    report.add(
+        "capture: success seen to receiver 2xx",
+        f"{_p50_p99(delays, undelivered)}, {size / MB:g} MB each",
+        "p99 < 1 s for 2 MB",
+        percentile(list(delays.values()), 99) < 1
+        if delays and size <= CAPTURE_TARGET_BYTES
+        else None,
+    )
+    if undelivered:
+        report.notes.append(
+            f"capture: {len(undelivered):,} of those tasks had no webhook yet when the records "
+            "were read, and count with the time until then"
+        )
+    parts: dict[str, list[float]] = {"wait": [], "download": [], "store and deliver": []}
+    for task_id, terminal_at in ended.items():
+        got = first_download.get(task_id)
+        if got is None or got[2] is None or task_id not in first_arrival:
+            continue
+        parts["wait"].append(got[1] - terminal_at)
+        parts["download"].append(got[2] - got[1])
+        parts["store and deliver"].append(first_arrival[task_id] - got[2])
+    if parts["wait"]:
+        split = "; ".join(
+            f"{name} p50 {percentile(values, 50) * 1000:,.0f} ms,"
+            f" p99 {percentile(values, 99) * 1000:,.0f} ms"
+            for name, values in parts.items()
+        )
+        report.notes.append(
+            "capture, success seen to receiver 2xx, in parts, of the tasks delivered (wait: "
+            "until the relay asked for the file; download: as the upstream sent it; then stored "
+            f"and delivered): {split}"
+        )
+    batch_seen = min(
+        (r["terminal_at"] for t, r in tasks.items() if in_batch(t) and r["terminal_at"]),
+        default=None,
+    )
+    if batch_seen is not None:
+        before = {t: delays[t] for t, at in ended.items() if at < batch_seen}
+        after = {t: delays[t] for t, at in ended.items() if at >= batch_seen}
+        report.notes.append(
+            "capture, success seen to receiver 2xx, of the tasks seen succeeded before the "
+            f"batch's first: {_p50_p99(before, undelivered)}; from then on, behind the batch's "
+            f"{sum(1 for t in tasks if in_batch(t) and outcome(t) == SUCCEEDED):,} results: "
+            f"{_p50_p99(after, undelivered)}"
+        )
+
+
+def _p50_p99(seconds: dict[str, float], bounded: set[str]) -> str:
+    """p50 and p99 of `seconds`, with ">=" where the value is a task's of `bounded` (a lower
+    bound) or could be pushed up by one."""
+    if not seconds:
+        return "no task"
+    values = list(seconds.values())
+    floor = min((seconds[t] for t in bounded if t in seconds), default=math.inf)
+    shown = []
+    for q in (50, 99):
+        value = percentile(values, q)
+        shown.append(f"p{q} {'>= ' if value >= floor else ''}{value * 1000:,.0f} ms")
+    return f"{', '.join(shown)} ({len(values):,} tasks)"
+
+
+def batch_captures(
+    report: Report,
+    tasks: dict[str, Any],
+    downloads: Sequence[Sequence[Any]],
+    arrivals: Sequence[Sequence[Any]],
+    *,
+    release: float,
+    size: int,
+) -> None:
+    """How fast the relay captured the results of the batch that ended together: from the first
+    poll that saw one of them succeed to the end of the last one's download. No target: the
+    figure shows how long a burst of results holds up the captures queued behind it."""
+    seen = [
+        record["terminal_at"]
+        for task_id, record in tasks.items()
+        if in_batch(task_id) and outcome(task_id) == SUCCEEDED and record["terminal_at"]
+    ]
+    ends = sorted(r[2] for r in downloads if in_batch(r[0]) and r[2] is not None)
+    if not ends or not seen:
+        return
+    span = ends[-1] - min(seen)
+    rate = len(ends) / span if span > 0 else math.inf
+    report.add(
+        "capture: the batch's results",
+        f"{len(ends):,} downloaded within {span:.1f} s of the first seen succeeded "
+        f"({rate:,.0f} /s, {rate * size / MB:,.0f} MB/s; seen over {max(seen) - min(seen):.1f} s)",
+        "(no target)",
+    )
+    last = max(
+        (
+            at
+            for _, task_id, _, kind, at in arrivals
+            if kind == SUCCEEDED_EVENT and in_batch(task_id)
+        ),
+        default=None,
+    )
+    if last is not None:
+        report.notes.append(
+            f"capture: the batch's last task.succeeded arrived {last - release:.1f} s after the "
+            "receiver stopped holding them back"
+        )
+
+
+def captured_files(
+    report: Report, captures: Sequence[Sequence[Any]], *, size: int, checked: Sequence[str]
+) -> None:
+    """What the `task.succeeded` webhooks said of their files: each must name a file of the
+    size served, with its SHA-256; `checked` is what downloading a few of them from the relay
+    found."""
+    videos = [c for c in captures if c[1] is not None]
+    failed = Counter(c[3] for c in captures if c[3] is not None)
+    neither = sum(1 for c in captures if c[1] is None and c[3] is None)
+    wrong_size = [c for c in videos if c[1] != size]
+    wrong_sha = [c for c in videos if c[2] != results.sha256(size)]
+    measured = f"{len(videos):,} with data.video; "
+    if wrong_size or wrong_sha:
+        measured += f"{len(wrong_size):,} of the wrong size, {len(wrong_sha):,} of the wrong sha256"
+    else:
+        measured += f"every size_bytes {size:,} ({size / MB:g} MB) and sha256 right"
+    if neither:
+        measured += f"; {neither:,} with neither video nor capture_error"
+    report.add(
+        "capture: files in webhooks",
+        measured,
+        "size and sha256 of the file served",
+        bool(videos) and not wrong_size and not wrong_sha and not neither,
+    )
+    codes = ", ".join(f"{n:,} x {code}" for code, n in failed.most_common())
+    report.add(
+        "capture: failed (data.capture_error)",
+        f"{sum(failed.values()):,}" + (f" ({codes})" if codes else ""),
+        "0",
+        not failed,
+    )
+    if checked:
+        tally = ", ".join(f"{n} {what}" for what, n in Counter(checked).items())
+        files = "file" if len(checked) == 1 else "files"
+        report.notes.append(
+            f"capture: {len(checked)} {files} downloaded back through the relay's links: {tally}"
+        )
 
 
 def delivery_throughput(
@@ -186,16 +408,20 @@ def delivery_throughput(
     release: float,
     held_back: int,
     polling: bool,
+    capturing: bool = False,
 ) -> None:
     """How fast the batch's webhooks arrived once the receiver stopped holding them back: the
     relay had them all due at once, so this is its delivery rate, not its polling rate.
 
     Judged only when nothing else went on meanwhile, as the target is set (webhooks to a fast
     receiver). With other watches still polled, the figure is printed as what it is, and a run
-    that planned no batch has none to show.
+    that planned no batch has none to show. With `capturing`, the batch's webhooks only come
+    as fast as their results are captured: the figure is that of the captures, not judged.
     """
     label = "delivery throughput, while polling" if polling else "delivery throughput"
     target = ">= 2,000 /s, judged alone" if polling else ">= 2,000 /s"
+    if capturing:
+        label, target, polling = "delivery throughput, while capturing", "(judged without)", True
     batch = sorted(at for _, task_id, _, _, at in arrivals if in_batch(task_id))
     if len(batch) < 2:
         measured = "no backlog was delivered" if held_back else "no batch in this run"
@@ -211,6 +437,52 @@ def delivery_throughput(
         target,
         None if polling else rate >= 2000,
     )
+
+
+def capture_one(
+    report: Report,
+    rss: Sequence[tuple[float, float]],
+    *,
+    terminal_at: float | None,
+    arrival: float | None,
+    download: Sequence[Any] | None,
+    size: int,
+) -> None:
+    """The relay's resident memory while it captured one large result: `rss` is (when, MB)
+    sampled from before the poll that saw the task succeed until after its webhook came."""
+    if terminal_at is None or arrival is None:
+        seen = "the task never answered succeeded" if terminal_at is None else "no webhook came"
+        report.add("capture of one result: relay RSS", seen, "rise < 50 MB", False)
+        return
+    before = [mb for at, mb in rss if at < terminal_at]
+    during = [mb for at, mb in rss if terminal_at <= at <= arrival]
+    after = [mb for at, mb in rss if at > arrival]
+    if not before or not during:
+        report.add("capture of one result: relay RSS", "not sampled", "rise < 50 MB", None)
+        return
+    baseline, peak = before[-1], max(during)
+    report.add(
+        "capture of one result: relay RSS",
+        f"baseline {baseline:.1f} MB, peak {peak:.1f} MB: rise {peak - baseline:.1f} MB"
+        f" ({len(during):,} samples while it ran)",
+        "rise < 50 MB",
+        peak - baseline < 50,
+    )
+    timing = f"success seen to receiver 2xx {arrival - terminal_at:.2f} s"
+    if download is not None and download[2] is not None:
+        took = download[2] - download[1]
+        timing += (
+            f"; the download {took:.2f} s ({size / MB / took:,.0f} MB/s), from "
+            f"{download[1] - terminal_at:.2f} s after success was seen"
+        )
+    report.add(f"capture of one result: {size / MB:g} MB", timing)
+    note = (
+        f"relay RSS before the capture: {min(before):.1f} to {max(before):.1f} MB over "
+        f"{len(before):,} samples"
+    )
+    if after:
+        note += f"; {after[-1]:.1f} MB {rss[-1][0] - arrival:.1f} s after the webhook"
+    report.notes.append(note)
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,8 +554,16 @@ def restart(report: Report, first_poll: float | None, detail: str, active: int) 
 
 
 def exactly_once(
-    report: Report, tasks: dict[str, Any], arrivals: Sequence[Sequence[Any]], *, end: float
+    report: Report,
+    tasks: dict[str, Any],
+    arrivals: Sequence[Sequence[Any]],
+    *,
+    end: float,
+    downloads: Sequence[Sequence[Any]] | None = None,
 ) -> None:
+    """Every task that ended within the run has exactly one final webhook. With `downloads`
+    (capture on), a succeeded task whose result the relay had not yet downloaded when the
+    records were read is still queued for its capture, not lost: it is counted apart."""
     terminal = {
         task_id
         for task_id, record in tasks.items()
@@ -298,9 +578,15 @@ def exactly_once(
     unexpected = len(per_task.keys() - tasks.keys()) + sum(
         1 for a in finals if a[1] in tasks and tasks[a[1]]["terminal_at"] is None
     )
+    queued: set[str] = set()
+    if downloads is not None:
+        downloaded = {d[0] for d in downloads if d[2] is not None}
+        queued = {t for t in missing if outcome(t) == SUCCEEDED and t not in downloaded}
+        missing -= queued
     report.add(
         "lost webhooks",
-        f"{len(missing):,} of {len(terminal):,} ended tasks",
+        f"{len(missing):,} of {len(terminal):,} ended tasks"
+        + (f" ({len(queued):,} more still waited for their capture)" if queued else ""),
         "0",
         not missing,
     )

@@ -7,7 +7,9 @@ once, and the rate it delivers them at is its delivery throughput.
 Served by uvicorn as a separate process (`uvicorn bench.receiver:app`). Every 50th webhook has
 its Standard Webhooks signature checked (with `BENCH_SIGNING_SECRET`), so the figures are about
 signed webhooks without the receiver spending its time verifying. `GET /_stats` returns the
-records: webhook-id, task id, watch id, event type and arrival time of each webhook.
+records: webhook-id, task id, watch id, event type and arrival time of each webhook; and, for
+each `task.succeeded`, what it says of the captured result (`data.video.size_bytes` and
+`sha256`, or `data.capture_error.code`), with the links of the first few captured files.
 """
 
 from __future__ import annotations
@@ -23,12 +25,17 @@ from standardwebhooks import Webhook, WebhookVerificationError
 from bench.asgi import PerSecond, Receive, Scope, Send, header, read_body, respond, respond_json
 
 VERIFY_EVERY = 50
+#: Links to captured files kept, for the harness to download and check.
+SAMPLE_LINKS = 5
 
 _secret = os.environ.get("BENCH_SIGNING_SECRET")
 _webhook = Webhook(_secret) if _secret else None
 _arrivals: list[tuple[str, str, str, str, float]] = []
 _per_second = PerSecond()
 _signatures = {"verified": 0, "bad": 0}
+#: Per `task.succeeded`: task id, size_bytes, sha256 (None without a video), capture error code.
+_captures: list[tuple[str, int | None, str | None, str | None]] = []
+_links: list[str] = []
 
 
 async def app(scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,8 +71,10 @@ def _record(scope: Scope, body: bytes, now: float) -> None:
         data = event["data"]
         task_id, watch_id, kind = str(data["task_id"]), str(data["watch_id"]), str(event["type"])
     except (ValueError, KeyError, TypeError):
-        task_id, watch_id, kind = "", "", "unreadable"
+        task_id, watch_id, kind, data = "", "", "unreadable", None
     _arrivals.append((webhook_id, task_id, watch_id, kind, now))
+    if kind == "task.succeeded" and isinstance(data, dict):
+        _record_capture(task_id, data)
     _per_second.add(now)
     if _webhook is not None and len(_arrivals) % VERIFY_EVERY == 1:
         headers = {key.decode(): value.decode() for key, value in scope["headers"]}
@@ -76,6 +85,20 @@ def _record(scope: Scope, body: bytes, now: float) -> None:
             _signatures["bad"] += 1
 
 
+def _record_capture(task_id: str, data: dict[str, object]) -> None:
+    video, error = data.get("video"), data.get("capture_error")
+    if isinstance(video, dict):
+        size, sha = video.get("size_bytes"), video.get("sha256")
+        _captures.append((task_id, size if isinstance(size, int) else None, str(sha), None))
+        if len(_links) < SAMPLE_LINKS and isinstance(video.get("url"), str):
+            _links.append(video["url"])
+    elif isinstance(error, dict):
+        _captures.append((task_id, None, None, str(error.get("code"))))
+    else:
+        # No capture (RELAY_CAPTURE=false): the upstream's link passed through.
+        _captures.append((task_id, None, None, None))
+
+
 def _stats() -> dict[str, object]:
     return {
         "webhooks": len(_arrivals),
@@ -83,4 +106,6 @@ def _stats() -> dict[str, object]:
         "per_second": _per_second.counts,
         "signatures": _signatures,
         "arrivals": _arrivals,
+        "captures": _captures,
+        "links": _links,
     }

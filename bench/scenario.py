@@ -1,8 +1,17 @@
-"""One benchmark run: start the processes, load the relay, restart it, print the figures."""
+"""One benchmark run: start the processes, load the relay, restart it, print the figures.
+
+By default the relay runs with `RELAY_CAPTURE=false`, as before result capture, so that the
+figures stay comparable: the fake upstream's links are not downloadable. `--capture-mb` turns
+capture on, the fake upstream serving a result of that size for every succeeded task;
+`--capture-one-mb` is a run of its own, one watch whose result is captured while the relay's
+memory is sampled.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import importlib.util
 import os
 import random
@@ -15,8 +24,8 @@ from typing import Any
 
 import httpx
 
-from bench import figures, load, tasks
-from bench.servers import Server, fast_server_flags, machine_cpu
+from bench import figures, load, results, tasks
+from bench.servers import HOST, Server, fast_server_flags, free_port, machine_cpu
 
 UPSTREAM_KEY = "sk-bench"
 RELAY_API_KEY = "rk_bench"
@@ -24,6 +33,10 @@ SIGNING_SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMzItYnl0ZXMhIQ=="
 QUIET = ["--log-level", "warning", "--no-access-log", "--lifespan", "off"]
 #: How long the restart figure waits for the first poll before giving up.
 RESTART_TIMEOUT = 30.0
+#: How often `--capture-one-mb` samples the relay's RSS, in seconds.
+RSS_EVERY = 0.05
+#: Captured files downloaded back from the relay's links and checked, after a capture run.
+LINKS_CHECKED = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +57,16 @@ class Config:
     relay_access_log: bool = False
     seed: int = 5
     keep: bool = False
+    #: Capture on, every succeeded task's result this many MB (`--capture-mb`).
+    capture_mb: float | None = None
+    #: The run of one watch whose result of this many MB is captured (`--capture-one-mb`).
+    capture_one_mb: float | None = None
+
+    @property
+    def result_bytes(self) -> int:
+        """The size of the results the fake upstream serves; 0 when capture is off."""
+        mb = self.capture_one_mb or self.capture_mb
+        return results.size_of(mb) if mb else 0
 
 
 def batch_end(config: Config, start: float) -> float:
@@ -91,6 +114,15 @@ class Run:
         return server
 
     def start_relay(self, upstream: Server, *, port: int | None = None) -> Server:
+        port = port or free_port()
+        if self.config.result_bytes:
+            capture = {
+                "RELAY_CAPTURE": "true",
+                "RELAY_STORAGE_DIR": str(self.workdir / "files"),
+                "RELAY_PUBLIC_URL": f"http://{HOST}:{port}",
+            }
+        else:
+            capture = {"RELAY_CAPTURE": "false"}
         env = {
             "NEBULA_BASE_URL": upstream.url,
             "NEBULA_API_KEY": UPSTREAM_KEY,
@@ -99,18 +131,22 @@ class Run:
             "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
             "RELAY_POLL_INTERVAL": str(self.config.poll_interval),
             "RELAY_DATABASE_URL": f"sqlite:///{self.workdir / 'relay.db'}",
+            **capture,
             **self.config.relay_env,
         }
         flags = [] if self.config.relay_access_log else ["--no-access-log"]
         return self.start("relay", "app.main:app", env, "/readyz", extra_flags=flags, port=port)
 
-    async def execute(self) -> None:
-        config = self.config
+    async def start_harness(self) -> tuple[Server, Server]:
+        """The fake upstream and the receiver, ready."""
         fast = fast_server_flags()
         upstream = self.start(
             "upstream",
             "bench.upstream:app",
-            {"BENCH_UPSTREAM_KEY": UPSTREAM_KEY},
+            {
+                "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
+                "BENCH_RESULT_BYTES": str(self.config.result_bytes),
+            },
             "/_ping",
             extra_flags=fast + QUIET,
         )
@@ -122,7 +158,15 @@ class Run:
             extra_flags=fast + QUIET,
         )
         await asyncio.gather(upstream.wait_ready(), receiver.wait_ready())
-        _print_setup(config, fast)
+        _print_setup(self.config, fast, self.workdir)
+        return upstream, receiver
+
+    async def execute(self) -> None:
+        if self.config.capture_one_mb:
+            await self.execute_capture_one()
+            return
+        config = self.config
+        upstream, receiver = await self.start_harness()
 
         print(
             f"\n== Raw client loop: GET of a small JSON from the fake upstream, "
@@ -164,6 +208,7 @@ class Run:
         peak_rss, end_rss, cpu_samples = await sampler
         end = time.time()
         up_stats, rx_stats = await self._settle(upstream, receiver, end)
+        settled = time.time()
 
         ups_tasks: dict[str, Any] = up_stats["tasks"]
         active = sum(
@@ -171,12 +216,15 @@ class Run:
             for r in records
             if r.status == 201 and ups_tasks.get(r.task_id, {}).get("terminal_at") is None
         )
+        size = config.result_bytes
+        checked = await _check_links(rx_stats["links"], size) if size else []
         restart = await self._restart(relay, upstream)
         up_final, rx_final = await asyncio.gather(
             _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
         )
 
         report = self.report
+        downloads: list[list[Any]] = up_stats["downloads"]
         figures.registrations(report, records, len(task_ids))
         figures.polling(
             report,
@@ -186,18 +234,42 @@ class Run:
             start=start,
             registered_by=registered_by,
             end=end,
+            windows=_capture_windows(downloads, ups_tasks, end),
         )
-        figures.detection_to_delivery(report, ups_tasks, rx_stats["arrivals"], end=end)
+        figures.detection_to_delivery(
+            report, ups_tasks, rx_stats["arrivals"], end=end, capture=bool(size)
+        )
+        if size:
+            figures.capture_latency(
+                report,
+                ups_tasks,
+                rx_stats["arrivals"],
+                downloads,
+                end=end,
+                settled=settled,
+                size=size,
+            )
+            figures.batch_captures(
+                report, ups_tasks, downloads, rx_stats["arrivals"], release=release, size=size
+            )
+            figures.captured_files(report, rx_final["captures"], size=size, checked=checked)
         figures.delivery_throughput(
             report,
             rx_stats["arrivals"],
             release=release,
             held_back=sum(1 for task_id in task_ids if tasks.in_batch(task_id)),
             polling=config.batch_share < 1,
+            capturing=bool(size),
         )
         figures.memory(report, peak_rss, end_rss, active)
         figures.restart(report, *restart, active)
-        figures.exactly_once(report, up_final["tasks"], rx_final["arrivals"], end=end)
+        figures.exactly_once(
+            report,
+            up_final["tasks"],
+            rx_final["arrivals"],
+            end=end,
+            downloads=up_final["downloads"] if size else None,
+        )
         figures.cpu(report, cpu_samples, start=start, cores=os.cpu_count() or 1)
         signatures = rx_final["signatures"]
         report.notes.append(
@@ -207,6 +279,64 @@ class Run:
         report.notes.append(
             f"busiest second at the upstream: {up_stats['busiest_second']:,} requests"
         )
+        print("\n== Figures (one relay process, SQLite): measured, target, verdict")
+        report.print()
+
+    async def execute_capture_one(self) -> None:
+        """One watch, whose task succeeds at its first poll with a result of `capture_one_mb`;
+        the relay's RSS sampled every `RSS_EVERY` s from before that poll until its webhook
+        has come."""
+        config = self.config
+        size = config.result_bytes
+        upstream, receiver = await self.start_harness()
+        relay = self.start_relay(upstream)
+        await relay.wait_ready()
+        print(
+            f"\n== Capture of one {size / results.MB:g} MB result (relay pid {relay.pid}), "
+            f"the relay's RSS every {RSS_EVERY * 1000:.0f} ms"
+        )
+        rss: list[tuple[float, float]] = []
+        stop = asyncio.Event()
+        sampler = asyncio.create_task(_sample_rss(relay, rss, stop))
+        await asyncio.sleep(1.0)  # the baseline, with the relay idle
+        task_id = tasks.task_id(0, tasks.Course(tasks.SUCCEEDED, seconds=0.0))
+        records = await load.register_all(
+            relay.url,
+            api_key=RELAY_API_KEY,
+            task_ids=[task_id],
+            callback_url=lambda _task_id: f"{receiver.url}/hooks",
+            concurrency=1,
+            deadline=time.time() + 30.0,
+        )
+        if not records or records[0].status != 201:
+            stop.set()
+            await sampler
+            raise RuntimeError(f"the watch was not registered: {records}")
+        print(f"  registered {task_id}: its first poll, in {config.poll_interval:g} s, sees it end")
+        arrival = await _final_arrival(
+            receiver, within=config.poll_interval + max(config.settle, 120.0)
+        )
+        await asyncio.sleep(1.0)  # and a second after
+        stop.set()
+        await sampler
+        up, rx = await asyncio.gather(
+            _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
+        )
+        checked = await _check_links(rx["links"], size)
+        await relay.stop()
+        downloads = [d for d in up["downloads"] if d[0] == task_id]
+        report = self.report
+        figures.capture_one(
+            report,
+            rss,
+            terminal_at=up["tasks"].get(task_id, {}).get("terminal_at"),
+            arrival=arrival,
+            download=downloads[0] if downloads else None,
+            size=size,
+        )
+        figures.captured_files(report, rx["captures"], size=size, checked=checked)
+        if len(downloads) > 1:
+            report.notes.append(f"the result was downloaded {len(downloads)} times")
         print("\n== Figures (one relay process, SQLite): measured, target, verdict")
         report.print()
 
@@ -260,6 +390,72 @@ async def _get_json(url: str) -> dict[str, Any]:
         return result
 
 
+async def _sample_rss(relay: Server, into: list[tuple[float, float]], stop: asyncio.Event) -> None:
+    """(when, MB) of the relay's VmRSS every `RSS_EVERY` seconds until `stop`."""
+    while not stop.is_set():
+        mb = relay.rss_mb()
+        if mb is not None:
+            into.append((time.time(), mb))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), RSS_EVERY)
+
+
+async def _final_arrival(receiver: Server, *, within: float) -> float | None:
+    """When the receiver got the first final webhook, waiting up to `within` seconds."""
+    deadline = time.monotonic() + within
+    async with httpx.AsyncClient(timeout=10.0, trust_env=False) as client:
+        while time.monotonic() < deadline:
+            response = await client.get(receiver.url + "/_stats")
+            for _webhook_id, _task_id, _watch_id, kind, at in response.json()["arrivals"]:
+                if kind in ("task.succeeded", "task.failed"):
+                    return float(at)
+            await asyncio.sleep(RSS_EVERY)
+    return None
+
+
+async def _check_links(links: list[str], size: int) -> list[str]:
+    """Download a few captured files through the relay's own links, as a receiver would, and
+    compare them with what the fake upstream served."""
+    expected = results.sha256(size)
+    found: list[str] = []
+    async with httpx.AsyncClient(timeout=120.0, trust_env=False) as client:
+        for url in links[:LINKS_CHECKED]:
+            digest, got = hashlib.sha256(), 0
+            async with client.stream("GET", url) as response:
+                async for chunk in response.aiter_bytes():
+                    digest.update(chunk)
+                    got += len(chunk)
+            right = digest.hexdigest() == expected
+            if response.status_code != 200:
+                found.append(f"HTTP {response.status_code}")
+            elif got != size or not right:
+                found.append(f"{got:,} bytes, {'right' if right else 'wrong'} sha256")
+            else:
+                found.append("complete and right")
+    return found
+
+
+def _capture_windows(
+    downloads: list[list[Any]], ups_tasks: dict[str, Any], end: float
+) -> dict[str, tuple[float, float]]:
+    """When captures ran, from the fake upstream's records: from the first download to the end
+    of the last; and from the first poll that saw a task of the batch succeed to the end of the
+    batch's last download."""
+    spans = [(d[1], d[2]) for d in downloads if d[2] is not None and d[1] <= end]
+    if not spans:
+        return {}
+    windows = {"while captures ran": (min(a for a, _ in spans), min(end, max(b for _, b in spans)))}
+    batch = [b for d in downloads if tasks.in_batch(d[0]) and (b := d[2]) is not None]
+    seen = [
+        at
+        for task_id, t in ups_tasks.items()
+        if tasks.in_batch(task_id) and (at := t["terminal_at"]) is not None
+    ]
+    if batch and seen:
+        windows["while the batch was captured"] = (min(seen), min(end, max(batch)))
+    return windows
+
+
 async def _sample(
     relay: Server, upstream: Server, *, until: float
 ) -> tuple[float | None, float | None, list[figures.CpuSample]]:
@@ -278,11 +474,15 @@ async def _sample(
         tick += 1
         if tick % 10 == 0:
             up = await _get_json(f"{upstream.url}/_stats/since?t=0")
-            print(f"  {tick:>4} s  upstream polls {up['polls']:>8,}  relay RSS {last or 0:.0f} MB")
+            downloads = f"  results downloaded {up['downloads']:>6,}" if up["downloads"] else ""
+            print(
+                f"  {tick:>4} s  upstream polls {up['polls']:>8,}{downloads}"
+                f"  relay RSS {last or 0:.0f} MB"
+            )
     return peak, last, samples
 
 
-def _print_setup(config: Config, fast: list[str]) -> None:
+def _print_setup(config: Config, fast: list[str], workdir: Path) -> None:
     loop = "uvloop" if importlib.util.find_spec("uvloop") else "asyncio"
     print("== Setup")
     print(f"  servers: uvicorn {' '.join(fast) or '(default loop and http)'}; harness loop: {loop}")
@@ -290,6 +490,17 @@ def _print_setup(config: Config, fast: list[str]) -> None:
     print(
         f"  poll interval {config.poll_interval:g} s; relay env: {config.relay_env or 'defaults'}"
     )
+    if config.result_bytes:
+        print(
+            f"  capture: on (RELAY_CAPTURE=true), every result {config.result_bytes:,} bytes "
+            f"({config.result_bytes / results.MB:g} MB), served by the fake upstream; "
+            f"stored in {workdir / 'files'}"
+        )
+    else:
+        print(
+            "  capture: off (RELAY_CAPTURE=false, the upstream's links passed through as before "
+            "capture; --capture-mb turns it on)"
+        )
 
 
 async def run(config: Config) -> None:

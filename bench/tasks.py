@@ -39,6 +39,12 @@ def in_batch(task_id: str) -> bool:
     return course is not None and course.at is not None
 
 
+def outcome(task_id: str) -> str | None:
+    """How the task ends, or None for an id not of the benchmark's."""
+    course = parse(task_id)
+    return None if course is None else course.outcome
+
+
 def parse(task_id: str) -> Course | None:
     parts = task_id.split("_")
     if len(parts) != 4 or parts[0] != "bench" or parts[3] not in OUTCOMES:

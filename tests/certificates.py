@@ -20,8 +20,9 @@ class Certificates:
     server_key: Path
 
 
-def issue(directory: Path) -> Certificates:
-    """Writes a CA certificate, and a certificate for 127.0.0.1 that it signed, with its key."""
+def issue(directory: Path, host: str = "127.0.0.1") -> Certificates:
+    """Writes a CA certificate, and a certificate for `host` (an address or a name) that it
+    signed, with its key."""
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = _name("relay tests CA")
     ca = (
@@ -31,11 +32,8 @@ def issue(directory: Path) -> Certificates:
     )
     key = ec.generate_private_key(ec.SECP256R1())
     server = (
-        _builder(_name("127.0.0.1"), ca_name, key.public_key())
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
+        _builder(_name(host), ca_name, key.public_key())
+        .add_extension(x509.SubjectAlternativeName([_subject(host)]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca_key, hashes.SHA256())
     )
@@ -50,6 +48,13 @@ def issue(directory: Path) -> Certificates:
         )
     )
     return found
+
+
+def _subject(host: str) -> x509.GeneralName:
+    try:
+        return x509.IPAddress(ipaddress.ip_address(host))
+    except ValueError:
+        return x509.DNSName(host)
 
 
 def _name(common_name: str) -> x509.Name:

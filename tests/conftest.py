@@ -29,6 +29,7 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.
 API_KEY = "test-api-key"
 UPSTREAM_KEY = "sk-test"
 SIGNING_SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+ENCRYPTION_KEY = "u8XnC3b7mGq0y5v1Fh2Jk4Lp6Rs9Tw0Zx3Ad5Ce7Gi8="
 
 
 class Upstream:
@@ -168,6 +169,9 @@ def relay_settings(database_url: str, upstream_url: str, **overrides: Any) -> Se
         # Tests that start no relay of their own keep captured files apart from the project's.
         "storage_dir": str(Path(tempfile.gettempdir()) / "relay-test-files"),
     }
+    if make_url(database_url).get_backend_name() != "sqlite":
+        # A SQLite relay keeps a key of its own beside its file; PostgreSQL needs one configured.
+        values["encryption_key"] = ENCRYPTION_KEY
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

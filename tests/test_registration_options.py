@@ -58,20 +58,6 @@ async def test_a_task_submitted_with_the_apps_own_key_is_polled_with_that_key_ke
     assert APP_KEY not in stored
 
 
-async def test_a_relay_without_an_encryption_key_refuses_to_store_upstream_keys(
-    relay: RelayClient,
-) -> None:
-    response = await relay.http.post(
-        "/v1/watches",
-        json={"task_id": "video_1", "callback_url": "http://127.0.0.1/h", "upstream_api_key": "k"},
-    )
-
-    assert response.status_code == 422
-    [error] = response.json()["detail"]
-    assert error["loc"] == ["body", "upstream_api_key"]
-    assert "RELAY_ENCRYPTION_KEY" in error["msg"]
-
-
 async def test_a_watch_shows_its_interval_and_deadline(relay: RelayClient) -> None:
     timed = await relay.register("video_1", "http://127.0.0.1/h", timeout=600, poll_interval=4)
     default = await relay.register("video_2", "http://127.0.0.1/h")

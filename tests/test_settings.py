@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import AliasChoices, ValidationError
 
 from app.delivery.signing import generate_secret
 from app.settings import DEFAULT_RETRY_SCHEDULE, Settings
@@ -41,6 +42,8 @@ def settings(**values: Any) -> Settings:
         ("delivery_timeout", 15.0),
         ("upstream_timeout", 10.0),
         ("allow_private_callbacks", False),
+        ("require_https", False),
+        ("callback_allowlist", ()),
         ("tick_interval", 0.5),
         ("poll_concurrency", 100),
         ("delivery_concurrency", 100),
@@ -53,10 +56,27 @@ def settings(**values: Any) -> Settings:
         ("upstream_backoff_max", 300.0),
         ("circuit_cooldown", 30.0),
         ("encryption_key", None),
+        ("admin_token", None),
+        ("secret_overlap", 86400.0),
+        ("max_active_watches", 100_000),
+        ("rate_limit", 0.0),
     ],
 )
 def test_every_option_defaults_to_the_value_in_the_readme(field: str, default: object) -> None:
     assert getattr(settings(), field) == default
+
+
+def test_every_option_has_a_row_in_the_readmes_configuration_table() -> None:
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    rows = set(re.findall(r"^\| `([A-Z0-9_]+)` \|", readme, re.MULTILINE))
+    names = {
+        field.validation_alias.choices[0]
+        if isinstance(field.validation_alias, AliasChoices)
+        else f"RELAY_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+    }
+
+    assert names - rows == set()
 
 
 def test_the_default_schedule_makes_eight_attempts_over_about_a_day() -> None:
@@ -102,6 +122,28 @@ def test_a_dotenv_file_is_read_and_the_environment_wins(
     assert loaded.nebula_api_key is not None
     assert loaded.nebula_api_key.get_secret_value() == "sk-from-file"
     assert loaded.poll_interval == 3.0
+
+
+def test_the_callback_allowlist_is_read_as_comma_separated_entries(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELAY_CALLBACK_ALLOWLIST", " hooks.internal, 10.0.0.0/8 ,,fd00::/8")
+    monkeypatch.setenv("RELAY_REQUIRE_HTTPS", "true")
+
+    loaded = settings()
+
+    assert loaded.callback_allowlist == ("hooks.internal", "10.0.0.0/8", "fd00::/8")
+    assert loaded.require_https is True
+
+
+@pytest.mark.parametrize("entry", ["https://hooks.internal", "10.0.0.0/40", "hooks internal"])
+def test_a_mistyped_allowlist_entry_fails_the_start(
+    monkeypatch: pytest.MonkeyPatch, entry: str
+) -> None:
+    monkeypatch.setenv("RELAY_CALLBACK_ALLOWLIST", f"hooks.internal,{entry}")
+
+    with pytest.raises(ValidationError, match="RELAY_CALLBACK_ALLOWLIST"):
+        settings()
 
 
 def test_a_schedule_may_be_given_as_a_list_from_code() -> None:
@@ -201,8 +243,20 @@ def test_the_simulator_is_polled_only_when_no_upstream_is_named() -> None:
     assert not settings().polls_own_simulator
 
 
-def test_without_an_encryption_key_no_upstream_key_can_be_stored() -> None:
+def test_without_an_encryption_key_the_settings_hold_none() -> None:
+    """The relay then keeps a key of its own (SQLite) or refuses to start (PostgreSQL)."""
     assert settings().key_box is None
+
+
+@pytest.mark.parametrize("token", ["short", " " * 20, "x" * 15])
+def test_a_guessable_admin_token_stops_the_relay(token: str) -> None:
+    with pytest.raises(ValidationError, match="RELAY_ADMIN_TOKEN must be at least 16 characters"):
+        settings(admin_token=token)
+
+
+def test_an_admin_token_never_shows_in_the_settings_repr() -> None:
+    token = "admin-token-0123456789abcdef"
+    assert token not in repr(settings(admin_token=token))
 
 
 def test_an_encryption_key_never_shows_in_the_settings_repr() -> None:
@@ -216,3 +270,19 @@ def test_leases_outlast_one_request() -> None:
 
     assert loaded.poll_lease > loaded.upstream_timeout
     assert loaded.delivery_lease > loaded.delivery_timeout
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("admin_token", "short-secret"),
+        ("encryption_key", "hunter2-not-a-key"),
+        ("signing_secret", "whsec_c2hvcnQ="),
+    ],
+)
+def test_a_refused_secret_is_not_echoed_in_the_error(field: str, value: str) -> None:
+    """The error stops the start and lands in the log."""
+    with pytest.raises(ValidationError) as caught:
+        settings(**{field: value})
+
+    assert value not in str(caught.value)

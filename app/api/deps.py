@@ -36,7 +36,7 @@ class _ApiKey(HTTPBearer):
                 headers={"WWW-Authenticate": "Bearer"},
             )
         relay = await _relay(request)
-        client = await relay.clients.find(credentials.credentials)
+        client = await relay.clients.authenticate(credentials.credentials)
         if client is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

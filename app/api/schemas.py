@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -11,6 +12,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
 )
 
@@ -19,7 +21,12 @@ from app.upstream.client import DOT_SEGMENTS
 
 MAX_TASK_ID_LENGTH = 2048
 MAX_METADATA_BYTES = 16 * 1024
+#: Levels of objects and arrays in metadata, the outer object included: far more than any app
+#: needs, far fewer than the JSON serializers on its way to a webhook can take.
+MAX_METADATA_DEPTH = 32
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+#: A request body larger than this is refused (413) before it is parsed; a valid one is far smaller.
+MAX_BODY_BYTES = 1024 * 1024
 
 EventType = Literal["task.succeeded", "task.failed", "task.updated"]
 MAX_UPSTREAM_KEY_LENGTH = 512
@@ -31,7 +38,7 @@ MAX_POLL_INTERVAL = 3600
 class WatchCreate(BaseModel):
     """Watch an upstream task and call `callback_url` when it ends."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     task_id: Annotated[
         str,
@@ -78,6 +85,21 @@ class WatchCreate(BaseModel):
         description="Seconds between polls of this task; at least `RELAY_MIN_POLL_INTERVAL` "
         "(never under 1). Default `RELAY_POLL_INTERVAL`.",
     )
+    verify_callback: bool = Field(
+        False,
+        strict=True,
+        description="Prove the callback is yours before the watch is registered: the relay POSTs "
+        "it a signed `webhook.verify` event and registers the watch only if the answer is a 2xx "
+        'whose body echoes `data.challenge` (`{"challenge": "<token>"}` or the bare token); '
+        "otherwise `422`, and nothing is stored.",
+    )
+
+    @field_validator("task_id", "callback_url", "upstream_api_key", mode="before")
+    @classmethod
+    def _is_text(cls, value: object, info: ValidationInfo) -> object:
+        if isinstance(value, str):
+            refuse_surrogates(info.field_name or "a string", value)
+        return value
 
     @field_validator("upstream_api_key")
     @classmethod
@@ -89,24 +111,79 @@ class WatchCreate(BaseModel):
     @field_validator("task_id")
     @classmethod
     def _task_id_is_printable(cls, value: str) -> str:
-        if value != value.strip() or not value.isprintable():
-            raise ValueError(
-                "task_id must not contain whitespace at its ends or control characters"
-            )
-        if value in DOT_SEGMENTS:
-            raise ValueError("task_id cannot be '.' or '..'")
-        return value
+        return check_task_id(value)
 
     @field_validator("metadata")
     @classmethod
     def _metadata_fits(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
         if value is not None:
-            size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+            if _nesting(value) > MAX_METADATA_DEPTH:
+                raise ValueError(
+                    f"metadata nests objects and arrays more than {MAX_METADATA_DEPTH} levels deep"
+                )
+            try:
+                text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+            except ValueError:
+                raise ValueError(
+                    "metadata must not hold NaN or Infinity: JSON has no such numbers"
+                ) from None
+            refuse_surrogates("metadata", text)
+            size = len(text.encode())
             if size > MAX_METADATA_BYTES:
                 raise ValueError(
                     f"metadata is {size} bytes once serialized; the limit is {MAX_METADATA_BYTES}"
                 )
         return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def refuse_surrogates(name: str, value: str) -> None:
+    """JSON can escape half of a UTF-16 surrogate pair alone (`"\\ud800"`), which is no text:
+    it cannot be stored, logged or sent on."""
+    if not value.isascii() and (found := _SURROGATE.search(value)):
+        raise ValueError(
+            f"{name} holds a lone UTF-16 surrogate (U+{ord(found.group()):04X}), which is not "
+            "valid Unicode"
+        )
+
+
+def check_task_id(value: str) -> str:
+    """A task id as the upstream could have issued it; the listing filter applies it too."""
+    if value != value.strip() or not value.isprintable():
+        raise ValueError("task_id must not contain whitespace at its ends or control characters")
+    if value in DOT_SEGMENTS:
+        raise ValueError("task_id cannot be '.' or '..'")
+    return value
+
+
+def check_idempotency_key(value: str | None) -> str | None:
+    """Printable ASCII, as the header is defined (a structured-field string)."""
+    if value is not None and not all(" " <= char <= "~" for char in value):
+        raise ValueError("Idempotency-Key must be printable ASCII")
+    return value
+
+
+def _nesting(value: object) -> int:
+    """How many levels of objects and arrays `value` has, counted up to one past the limit."""
+    depth = 0
+    level = [value]
+    while depth <= MAX_METADATA_DEPTH:
+        inner: list[object] = []
+        nested = False
+        for item in level:
+            if isinstance(item, dict):
+                inner.extend(item.values())
+                nested = True
+            elif isinstance(item, list):
+                inner.extend(item)
+                nested = True
+        if not nested:
+            break
+        depth += 1
+        level = inner
+    return depth
 
 
 class AttemptOut(BaseModel):
@@ -229,7 +306,56 @@ class ClientOut(BaseModel):
     signing_secret: str = Field(
         description="The `whsec_` secret that signs this client's webhooks."
     )
+    previous_secret_until: datetime | None = Field(
+        None,
+        description="After a rotation of the secret, until when webhooks also carry a signature "
+        "made with the previous one; null when they no longer do.",
+    )
+
+
+class ClientAppOut(BaseModel):
+    """A client app as its operator sees it: its key and secrets are never shown again."""
+
+    id: str
+    name: str
+    created_at: datetime
+    revoked_at: datetime | None = Field(
+        description="When its key was revoked; null while it works."
+    )
+    previous_secret_until: datetime | None = Field(
+        description="Until when the secret replaced by the last rotation still signs webhooks, "
+        "beside the current one; null when it no longer does."
+    )
+
+
+class ClientAppPage(BaseModel):
+    data: list[ClientAppOut]
+
+
+class ClientAppCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(
+        min_length=1,
+        max_length=100,
+        description="What the operator calls the app; unique, one line of printable characters.",
+    )
+
+
+class ClientAppCredentials(BaseModel):
+    """What was just made for an app, shown this once: the relay keeps only a digest of the
+    key, so it cannot be shown again (the app can fetch its secret from `GET /v1/client`)."""
+
+    client: ClientAppOut
+    api_key: str | None = Field(None, description="The new API key, if one was made.")
+    signing_secret: str | None = Field(None, description="The new signing secret, if one was made.")
 
 
 class Health(BaseModel):
     status: str
+
+
+class ErrorOut(BaseModel):
+    """A refusal, said in words (an invalid request gets a list of what is wrong instead)."""
+
+    detail: str

@@ -19,12 +19,19 @@ class FileCleanup:
     """The file is deleted before the capture is marked expired, so a crash in between leaves
     a capture that is deleted again (harmlessly) rather than a file nobody will delete."""
 
-    def __init__(self, *, db: Database, storage: FileStorage, metrics: Metrics) -> None:
+    def __init__(
+        self, *, db: Database, storage: FileStorage, metrics: Metrics, stale_parts_after: float
+    ) -> None:
+        """:param stale_parts_after: seconds after which a part of a local write is known to
+        be left over from a capture that was cut short, since no capture's lease lasts as long."""
         self._db = db
         self._storage = storage
         self._metrics = metrics
+        self._stale_parts_after = stale_parts_after
 
     async def run(self) -> None:
+        if removed := self._storage.remove_stale_parts(self._stale_parts_after):
+            log.info("deleted %d parts of captures cut short", removed)
         while expired := await captures.expired_files(self._db, limit=BATCH):
             for _, key in expired:
                 await self._storage.delete(key)

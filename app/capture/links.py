@@ -58,7 +58,9 @@ class FileLinks:
 
     def verify(self, watch_id: str, expires: int, signature: str) -> Verdict:
         """Forgery is judged first: an expired link is only said to be expired if it is real."""
-        if not hmac.compare_digest(self._sign(watch_id, expires), signature):
+        if not signature.isascii() or not hmac.compare_digest(
+            self._sign(watch_id, expires), signature
+        ):
             return Verdict.FORGED
         if expires <= datetime.now(UTC).timestamp():
             return Verdict.EXPIRED

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+import secrets
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -26,8 +28,10 @@ if TYPE_CHECKING:
 
 #: The part size of a streamed write: S3's smallest multipart part.
 PART_BYTES = 5 * 1024 * 1024
-#: Parts in flight at once; with `PART_BYTES`, what a capture holds in memory at most.
+#: Parts in flight at once; with `PART_BYTES`, what a capture to a bucket holds in memory.
 PARTS_IN_FLIGHT = 2
+#: Where local writes are made before they are renamed into place, within the storage folder.
+PARTS_DIR = ".parts"
 
 
 class TooLarge(Exception):
@@ -72,40 +76,36 @@ class FileStorage:
     def description(self) -> str:
         return str(self._local_root) if self._local_root is not None else repr(self._store)
 
-    async def write(
-        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
+    def write(
+        self, key: str, chunks: Iterator[bytes], *, content_type: str, max_bytes: int
     ) -> Written:
         """Stream `chunks` to `key`, hashing them on the way.
 
         :raises TooLarge: past `max_bytes`; the write is abandoned.
         """
-        digest = hashlib.sha256()
-        size = 0
-
-        async def counted() -> AsyncIterator[bytes]:
-            nonlocal size
-            async for chunk in chunks:
-                size += len(chunk)
-                if size > max_bytes:
-                    raise TooLarge(f"the result is larger than {max_bytes} bytes")
-                digest.update(chunk)
-                yield chunk
-
-        await obstore.put_async(
-            self._store,
-            key,
-            counted(),
-            # A bucket serves its presigned links with it; a local file's is kept in the database.
-            attributes=None if self._local_root else {"Content-Type": content_type},
-            chunk_size=PART_BYTES,
-            max_concurrency=PARTS_IN_FLIGHT,
-        )
-        return Written(size, digest.hexdigest())
+        counted = _Counted(chunks, max_bytes)
+        if self._local_root is not None:
+            _write_local(self._local_root, key, counted)
+        else:
+            obstore.put(
+                self._store,
+                key,
+                counted,
+                attributes={"Content-Type": content_type},  # what presigned links serve
+                chunk_size=PART_BYTES,
+                max_concurrency=PARTS_IN_FLIGHT,
+            )
+        return Written(counted.size, counted.digest.hexdigest())
 
     async def delete(self, key: str) -> None:
         """Deleting what is not there is not an error: cleanups may race or be repeated."""
         with contextlib.suppress(FileNotFoundError):
             await obstore.delete_async(self._store, key)
+
+    def delete_now(self, key: str) -> None:
+        """`delete`, for a worker thread."""
+        with contextlib.suppress(FileNotFoundError):
+            obstore.delete(self._store, key)
 
     def local_path(self, key: str) -> Path | None:
         """The file on disk, for a local store (served by the relay itself)."""
@@ -116,3 +116,60 @@ class FileStorage:
         if not isinstance(self._store, S3Store):
             raise TypeError("a local store has no presigned links: serve its files from disk")
         return await obstore.sign_async(self._store, "GET", key, expires_in)
+
+    def remove_stale_parts(self, older_than: float) -> int:
+        """Delete the parts of local writes cut short (a process killed mid-capture); return how
+        many. Parts live in a folder of their own, so this never walks the stored files."""
+        if self._local_root is None:
+            return 0
+        parts = self._local_root / PARTS_DIR
+        if not parts.is_dir():
+            return 0
+        cutoff = time.time() - older_than
+        removed = 0
+        for part in parts.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if part.stat().st_mtime < cutoff:
+                    part.unlink()
+                    removed += 1
+        return removed
+
+
+class _Counted:
+    """The chunks of a result, hashed and counted as they pass, refused past `max_bytes`."""
+
+    def __init__(self, chunks: Iterator[bytes], max_bytes: int) -> None:
+        self._chunks = chunks
+        self._max_bytes = max_bytes
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> _Counted:
+        return self
+
+    def __next__(self) -> bytes:
+        chunk = next(self._chunks)
+        self.size += len(chunk)
+        if self.size > self._max_bytes:
+            raise TooLarge(f"the result is larger than {self._max_bytes} bytes")
+        self.digest.update(chunk)
+        return chunk
+
+
+def _write_local(root: Path, key: str, chunks: _Counted) -> None:
+    """Written beside the stored files and renamed into place once whole.
+
+    Written directly rather than through obstore, whose streamed writes buffer whole parts (5 MB)
+    per capture: so each capture holds one chunk.
+    """
+    target = root / key
+    part = root / PARTS_DIR / f"{secrets.token_hex(8)}{target.suffix}"
+    part.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with part.open("wb") as file:
+            for chunk in chunks:
+                file.write(chunk)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part.replace(target)
+    finally:
+        part.unlink(missing_ok=True)

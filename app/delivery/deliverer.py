@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import random
 import time
@@ -13,9 +14,10 @@ import httpx
 
 from app.delivery import callbacks
 from app.delivery.signing import signature_headers
+from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
 from app.slots import Slots
-from app.store import outbox
+from app.store import client_apps, outbox
 from app.store.batching import Batcher
 from app.store.database import Database
 from app.transport import USER_AGENT, parsed_url, timeout_extension
@@ -37,8 +39,10 @@ class Deliverer:
     those that end meanwhile: one transaction for the lot).
 
     Deliveries run as independent tasks rather than in batches, so one slow receiver holds one
-    slot, not everyone's turn.
+    slot, not everyone's turn. Where webhooks may go is the transport's to enforce
+    (`pinning.PinnedTransport`): a destination it refuses is a failed attempt, "refused: …".
 
+    :param key_box: decrypts the client apps' signing secrets.
     :param on_slot_free: called when slots are free again while due events were left waiting
         for them, so they are claimed at once rather than at the next tick.
     :param on_due_in: called with the seconds until an event falls due (a retry just recorded,
@@ -57,19 +61,21 @@ class Deliverer:
         retry_schedule: Sequence[float],
         retry_jitter: float,
         concurrency: int,
-        allow_private: bool,
+        key_box: KeyBox,
         metrics: Metrics,
         on_slot_free: Callable[[], None],
         on_due_in: Callable[[float], None],
     ) -> None:
         self._db = db
+        self._decrypt = functools.lru_cache(maxsize=1024)(
+            functools.partial(key_box.decrypt, what=client_apps.SECRET_NAME)
+        )
         self._transport = transport
         self._extensions = timeout_extension(timeout)
         self._owner = owner
         self._lease = lease
         self._schedule = tuple(retry_schedule)
         self._jitter = retry_jitter
-        self._public_hosts = None if allow_private else callbacks.PublicHosts()
         self._metrics = metrics
         self._slots = Slots(concurrency, on_refill=on_slot_free)
         self._on_due_in = on_due_in
@@ -117,6 +123,11 @@ class Deliverer:
         if retry_at is not None:
             self._claim_again_at(retry_at)
 
+    def _signing_secrets(self, event: DueEvent) -> list[str]:
+        """The event's signing secrets in clear, each decrypted once per process, not once per
+        webhook (a decryption costs about as much as the rest of the signing)."""
+        return [self._decrypt(secret) for secret in event.signing_secrets]
+
     def _claim_again_at(self, due_at: datetime) -> None:
         self._on_due_in((due_at - datetime.now(UTC)).total_seconds())
 
@@ -141,16 +152,14 @@ class Deliverer:
         error: str | None = None
         excerpt: str | None = None
         retry_after: float | None = None
-        headers = {
-            "content-type": "application/json",
-            "user-agent": USER_AGENT,
-            **signature_headers(
-                event.signing_secret, message_id=event.id, body=event.payload, at=at
-            ),
-        }
         try:
-            if self._public_hosts is not None:
-                await self._public_hosts.ensure_public(event.callback_url)
+            headers = {
+                "content-type": "application/json",
+                "user-agent": USER_AGENT,
+                **signature_headers(
+                    self._signing_secrets(event), message_id=event.id, body=event.payload, at=at
+                ),
+            }
             request = httpx.Request(
                 "POST",
                 parsed_url(event.callback_url),
@@ -168,6 +177,11 @@ class Deliverer:
                 await response.aclose()
         except callbacks.CallbackRefused as exc:
             error = f"refused: {exc}"
+        except UndecryptableError as exc:
+            # Not sent unsigned: the event follows its schedule, and `recover` sends it again
+            # once the key is configured again.
+            log.error("event %s not sent: %s", event.id, exc)
+            error = f"not sent: {exc}"
         except httpx.TimeoutException:
             error = "timeout"
         except httpx.TransportError as exc:

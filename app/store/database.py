@@ -174,6 +174,21 @@ def migrate(conn: Connection) -> None:
 
 
 @transaction
+def erase_replaced_data(conn: Connection) -> None:
+    """Leave no copy on disk of what updates replaced, after secrets once stored in clear were
+    encrypted (at most once: `client_apps.encrypt_secrets_in_clear`).
+
+    SQLite keeps what an update replaced in the free space of the file's pages and in the
+    write-ahead log until something overwrites it: the file is rewritten (`VACUUM`, outside any
+    transaction, which this connection opens only for a write) and the log emptied. PostgreSQL
+    keeps old row versions until its own vacuum, out of the relay's reach.
+    """
+    if conn.dialect.name == "sqlite":
+        conn.exec_driver_sql("VACUUM")
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+@transaction
 def ping(conn: Connection) -> None:
     """Whether the database answers (readiness)."""
     conn.execute(text("SELECT 1"))

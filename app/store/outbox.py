@@ -9,8 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, Row, bindparam, exists, insert, select, update
 
 from app.states import EventState, WatchState
 from app.store import leases
@@ -66,10 +67,13 @@ _NEXT_DUE = (
     .order_by(events.c.next_attempt_at)
     .limit(1)
 )
-#: The signing secrets of the clients `ids`.
-_SIGNERS = select(clients.c.id, clients.c.signing_secret).where(
-    clients.c.id.in_(bindparam("ids", expanding=True))
-)
+#: The signing secrets of the clients `ids` (encrypted), with the one a rotation replaced.
+_SIGNERS = select(
+    clients.c.id,
+    clients.c.signing_secret,
+    clients.c.previous_signing_secret,
+    clients.c.previous_secret_until,
+).where(clients.c.id.in_(bindparam("ids", expanding=True)))
 #: Log attempts.
 _NEW_ATTEMPTS = Prepared(insert(attempts))
 #: Move an event on after an attempt, while it is still ours and pending (a cancel wins).
@@ -133,7 +137,7 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
     if not claimed:
         return ClaimedEvents([], next_due_at)
     signers = conn.execute(_SIGNERS, {"ids": list({row.client_id for row in claimed})})
-    secrets = {row.id: row.signing_secret for row in signers}
+    secrets = {row.id: _signing_secrets(row, now) for row in signers}
     due = [
         DueEvent(
             id=row.id,
@@ -143,11 +147,24 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
             payload=row.payload,
             attempts=row.attempts,
             round_start=row.round_start,
-            signing_secret=secrets[row.client_id],
+            signing_secrets=secrets[row.client_id],
         )
         for row in claimed
     ]
     return ClaimedEvents(due, next_due_at)
+
+
+#: A row of any shape.
+_Row = Row[*tuple[Any, ...]]
+
+
+def _signing_secrets(signer: _Row, now: datetime) -> tuple[str, ...]:
+    """The client's secret, and the one it replaced while their overlap lasts: receivers that
+    still verify with the old secret, and those already on the new one, both accept."""
+    until = signer.previous_secret_until
+    if signer.previous_signing_secret is None or until is None or until <= now:
+        return (signer.signing_secret,)
+    return (signer.signing_secret, signer.previous_signing_secret)
 
 
 @transaction

@@ -28,15 +28,22 @@ metadata = MetaData(
     }
 )
 
-#: A client app: its own API key (stored hashed) and its own webhook signing secret.
+#: A client app: its own API key (stored hashed) and its own webhook signing secret (stored
+#: encrypted, `encryption.py`). After a rotation, the secret it replaced keeps signing too, next
+#: to the new one, until `previous_secret_until`. A revoked app's key is refused.
 clients = Table(
     "clients",
     metadata,
     Column("id", String(40), primary_key=True),
     Column("name", String(100), nullable=False),
     Column("api_key_hash", String(64), nullable=False, unique=True),
-    Column("signing_secret", String(200), nullable=False),
+    # Encrypted, it can outgrow 200 characters; SQLite never enforces a VARCHAR's length.
+    Column("signing_secret", Text().with_variant(String(200), "sqlite"), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime, nullable=True),
+    Column("previous_signing_secret", Text, nullable=True),
+    Column("previous_secret_until", UTCDateTime, nullable=True),
+    Index("uq_clients_name", "name", unique=True),
 )
 
 #: A task being watched for one client. `next_poll_at` and the lease columns make it work
@@ -74,6 +81,8 @@ watches = Table(
     Column("upstream_api_key_encrypted", Text, nullable=True),
     Index("ix_watches_due", "state", "next_poll_at"),
     Index("ix_watches_client_id_id", "client_id", "id"),
+    # Counts a client's live watches (the cap) from the index alone.
+    Index("ix_watches_client_id_state", "client_id", "state"),
     # One live watch per (client, task, callback): re-registering returns it instead.
     Index(
         "uq_watches_live_registration",

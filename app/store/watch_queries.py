@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, select, update
+from sqlalchemy import Connection, Row, bindparam, func, select, update
 
 from app.delivery import webhooks
 from app.states import CaptureState, EventState, WatchState
@@ -16,6 +16,11 @@ from app.store.tables import attempts, captures, events, watches
 
 _LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
 _ENDED = (WatchState.NOTIFYING, WatchState.COMPLETED, WatchState.FAILED)
+_COUNT_LIVE = (
+    select(func.count())
+    .select_from(watches)
+    .where(watches.c.client_id == bindparam("client_id"), watches.c.state.in_(_LIVE))
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +130,12 @@ def find_live(conn: Connection, *, client_id: str, task_id: str, callback_url: s
         )
     ).one()
     return _with_events(conn, [existing])[0]
+
+
+@transaction
+def count_live(conn: Connection, *, client_id: str) -> int:
+    """How many of the client's watches are live (the cap on them), from an index alone."""
+    return conn.execute(_COUNT_LIVE, {"client_id": client_id}).scalar_one()
 
 
 @transaction

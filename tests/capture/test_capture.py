@@ -273,7 +273,8 @@ async def test_the_cleanup_deletes_files_past_their_time_to_live(
         db = open_database(database_url)
         files = FileStorage.from_settings(relay.settings)
         try:
-            await FileCleanup(db=db, storage=files, metrics=Metrics()).run()
+            cleanup = FileCleanup(db=db, storage=files, metrics=Metrics(), stale_parts_after=60)
+            await cleanup.run()
         finally:
             await db.dispose()
 

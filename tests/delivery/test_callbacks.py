@@ -1,4 +1,5 @@
-"""Where webhooks may go: public http(s) addresses only, unless private ones are allowed."""
+"""Which callbacks are taken at registration: public http(s) addresses only, unless the operator
+opens private ones (allowlist) or allows them all (development)."""
 
 from __future__ import annotations
 
@@ -8,57 +9,26 @@ from typing import Any
 
 import pytest
 
-from app.delivery import callbacks
 from app.delivery.callbacks import (
     MAX_URL_LENGTH,
+    CallbackPolicy,
     CallbackRefused,
-    PublicHosts,
-    ensure_public,
+    host_address,
+    is_public,
+    parse_allowlist,
     validate_callback_url,
 )
 
-_getaddrinfo = socket.getaddrinfo
-#: Answered from /etc/hosts, never from DNS.
-LOCAL_NAMES = {"localhost"}
-#: Answered as a nameserver would, with a public address of their own.
-PUBLIC_NAMES = {
-    "hooks.example.com": "93.184.216.34",
-    "a.example.net": "93.184.216.35",
-    "b.example.net": "93.184.216.36",
-}
-
 
 @pytest.fixture(autouse=True)
-def offline_resolver(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Keeps every lookup on this machine; returns the names asked for.
+def no_lookups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Registration judges the URL as written: an answer from DNS now would say nothing of the
+    answer at delivery, so no name is ever looked up here."""
 
-    The configured nameserver is not on loopback and must never be contacted, so a name outside
-    /etc/hosts and `PUBLIC_NAMES` is answered as a real resolver answers a name that does not
-    exist (the `.invalid` TLD never does). A non-ASCII name is first encoded the way the socket
-    module does before any lookup, so a name it cannot encode fails exactly as it would for real.
-    """
-    asked: list[str] = []
-
-    def getaddrinfo(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        asked.append(host)
-        if host in LOCAL_NAMES or _is_address(host):
-            return _getaddrinfo(host, port, *args, **kwargs)
-        if host in PUBLIC_NAMES:
-            return _getaddrinfo(PUBLIC_NAMES[host], port, *args, **kwargs)
-        if isinstance(host, str) and not host.isascii():
-            host.encode("idna")
-        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError(f"{host} was looked up at registration")
 
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
-    return asked
-
-
-def _is_address(host: object) -> bool:
-    try:
-        ipaddress.ip_address(str(host))
-    except ValueError:
-        return False
-    return True
 
 
 PUBLIC_URLS = [
@@ -72,11 +42,16 @@ PUBLIC_URLS = [
     "https://bücher.example/hook",
     "http://93.184.216.34/hook",
     "https://[2606:4700:4700::1111]:443/hook",
+    # IPv6 forms that lead to a public IPv4 address: mapped, NAT64 (DNS64 networks), 6to4.
+    "http://[::ffff:93.184.216.34]/hook",
+    "http://[64:ff9b::5db8:d822]/hook",
+    "http://[2002:5db8:d822::1]/hook",
 ]
 
 PRIVATE_URLS = [
     "http://localhost/hook",
     "http://LOCALHOST:8080/hook",
+    "http://localhost./hook",
     "https://api.localhost/hook",
     "http://127.0.0.1:9000/hook",
     "http://127.1.2.3/",
@@ -87,13 +62,67 @@ PRIVATE_URLS = [
     "http://169.254.169.254/latest/meta-data/",
     "http://0.0.0.0:8000/",
     "http://100.64.0.1/",
+    "http://100.127.255.254/",
     "http://[::1]/",
     "http://[::1]:8080/hook",
     "http://[fd00::1]/",
     "http://[fe80::1]/",
-    "http://[fe80::1%25eth0]/",
     "http://[::]/",
     "http://[::ffff:127.0.0.1]/",
+]
+
+#: The same few addresses, spelled as URL parsers and resolvers also read them.
+ODD_SPELLINGS = [
+    "http://2130706433/hook",
+    "http://0x7f.1/hook",
+    "http://0177.0.0.1/hook",
+    "http://127.1/hook",
+    "http://0x7f000001/hook",
+    "http://017700000001/hook",
+    "http://127.0.0.1./hook",
+    "http://%31%32%37.0.0.1/hook",
+    "http://0/hook",
+    "http://[::ffff:7f00:1]/hook",
+    "http://[0:0:0:0:0:ffff:7f00:1]/hook",
+    "http://0xa9.0xfe.0xa9.0xfe/latest/meta-data/",
+    "http://2852039166/latest/meta-data/",
+]
+
+#: Not routable on the Internet for reasons other than being private.
+RESERVED_URLS = [
+    "http://224.0.0.1/",  # multicast
+    "http://239.255.255.250:1900/",
+    "http://240.0.0.1/",  # reserved
+    "http://255.255.255.255/",  # broadcast
+    "http://192.0.0.8/",  # IETF protocol assignments
+    "http://192.0.2.1/",  # documentation
+    "http://198.51.100.7/",
+    "http://203.0.113.9/",
+    "http://198.18.0.1/",  # benchmarking
+    "http://192.88.99.1/",  # former 6to4 relays
+    "http://[ff02::1]/",  # multicast
+    "http://[2001:db8::1]/",  # documentation
+    "http://[3fff::1]/",
+    "http://[fec0::1]/",  # site-local
+    "http://[100::1]/",  # discard
+    "http://[5f00::1]/",  # segment routing
+]
+
+#: IPv6 forms that carry an IPv4 address: the IPv4 address is where they lead.
+EMBEDDED_IPV4_URLS = [
+    "http://[::ffff:127.0.0.1]/",  # IPv4-mapped
+    "http://[::ffff:a9fe:a9fe]/",  # mapped 169.254.169.254
+    "http://[::ffff:10.0.0.1]/",
+    "http://[64:ff9b::7f00:1]/",  # NAT64 well-known prefix, 127.0.0.1
+    "http://[64:ff9b::a9fe:a9fe]/",  # NAT64 of 169.254.169.254
+    "http://[64:ff9b::c0a8:101]/",  # NAT64 of 192.168.1.1
+    "http://[64:ff9b:1::5db8:d822]/",  # NAT64 local-use: whatever it carries
+    "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+    "http://[2002:a9fe:a9fe::1]/",  # 6to4 of 169.254.169.254
+    "http://[2002:a00:1::1]/",  # 6to4 of 10.0.0.1
+    "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
+    "http://[2001:0:5db8:d822:0:0:80ff:fffe]/",  # Teredo, whatever it carries
+    "http://[::7f00:1]/",  # IPv4-compatible (deprecated)
 ]
 
 
@@ -102,17 +131,52 @@ def test_a_public_http_url_is_accepted_as_given(url: str) -> None:
     assert validate_callback_url(url, allow_private=False) == url
 
 
-@pytest.mark.parametrize("url", PRIVATE_URLS)
-def test_a_private_or_loopback_address_is_refused(url: str) -> None:
+@pytest.mark.parametrize("url", PRIVATE_URLS + ODD_SPELLINGS + RESERVED_URLS + EMBEDDED_IPV4_URLS)
+def test_a_non_public_address_is_refused(url: str) -> None:
     with pytest.raises(
         CallbackRefused, match=r"private or loopback.*RELAY_ALLOW_PRIVATE_CALLBACKS"
     ):
         validate_callback_url(url, allow_private=False)
 
 
-@pytest.mark.parametrize("url", PRIVATE_URLS)
+@pytest.mark.parametrize(
+    ("url", "said"),
+    [
+        ("http://0x7f.1/", "0x7f.1, that is 127.0.0.1"),
+        ("http://2130706433/", "2130706433, that is 127.0.0.1"),
+        ("http://%31%32%37.0.0.1/", "that is 127.0.0.1"),
+        ("http://[64:ff9b::a9fe:a9fe]/", "64:ff9b::a9fe:a9fe, which leads to 169.254.169.254"),
+        ("http://localhost/", "localhost is this machine"),
+    ],
+)
+def test_the_refusal_says_which_address_the_url_names(url: str, said: str) -> None:
+    with pytest.raises(CallbackRefused) as refused:
+        validate_callback_url(url, allow_private=False)
+
+    assert said in str(refused.value)
+
+
+#: httpx takes no leading zero in a dotted address, so the relay could not send there anyway.
+UNSENDABLE = {"http://0177.0.0.1/hook"}
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        url
+        for url in PRIVATE_URLS + ODD_SPELLINGS + RESERVED_URLS + EMBEDDED_IPV4_URLS
+        if url not in UNSENDABLE
+    ],
+)
 def test_private_addresses_are_accepted_when_allowed(url: str) -> None:
     assert validate_callback_url(url, allow_private=True) == url
+
+
+@pytest.mark.parametrize(("allow_private", "reason"), [(False, "private"), (True, "not a valid")])
+def test_an_address_with_a_zone_is_refused(allow_private: bool, reason: str) -> None:
+    """reqwest takes no zone id: the relay could never send there."""
+    with pytest.raises(CallbackRefused, match=reason):
+        validate_callback_url("http://[fe80::1%25eth0]/", allow_private=allow_private)
 
 
 @pytest.mark.parametrize(
@@ -134,6 +198,10 @@ def test_private_addresses_are_accepted_when_allowed(url: str) -> None:
         ("https://example.com:-1/hook", "not a valid URL"),
         ("https://example.com:http/hook", "not a valid URL"),
         ("http://[::1/hook", "not a valid URL"),
+        # reqwest takes no IPv4 address of five parts: it could never send.
+        ("http://1.2.3.4.5/", "not a valid URL"),
+        # Nor can httpx encode a label this long.
+        ("https://" + "é" * 64 + ".example/hook", "not a valid URL"),
         ("https://example.com/" + "a" * MAX_URL_LENGTH, f"longer than {MAX_URL_LENGTH}"),
     ],
 )
@@ -152,136 +220,89 @@ def test_a_url_of_exactly_the_maximum_length_is_accepted() -> None:
     assert validate_callback_url(url, allow_private=False) == url
 
 
-LITERAL_PRIVATE_URLS = [
-    "http://127.0.0.1/hook",
-    "http://10.0.0.8:8080/",
-    "http://169.254.169.254/latest/meta-data/",
-    "http://0.0.0.0:8000/",
-    "http://[::1]:8080/",
-    "http://[fd00::1]/",
-]
+@pytest.mark.parametrize(
+    "host",
+    ["2130706433", "0x7f.1", "0177.0.0.1", "127.1", "0x7f000001", "127.0.0.1.", "127.0.0.1"],
+)
+def test_every_spelling_of_an_address_is_read_as_that_address(host: str) -> None:
+    assert host_address(host) == ipaddress.IPv4Address("127.0.0.1")
 
 
-@pytest.mark.parametrize("url", LITERAL_PRIVATE_URLS)
-async def test_a_literal_private_address_is_refused_before_delivery(url: str) -> None:
-    with pytest.raises(CallbackRefused, match=r"non-public address|not a public address"):
-        await ensure_public(url)
-
-
-@pytest.mark.parametrize("url", LITERAL_PRIVATE_URLS)
-async def test_a_literal_private_address_is_refused_without_a_lookup(
-    url: str, offline_resolver: list[str]
-) -> None:
-    with pytest.raises(CallbackRefused, match="is not a public address"):
-        await ensure_public(url)
-    assert offline_resolver == [], "an address needs no lookup"
+@pytest.mark.parametrize("host", ["example.com", "hooks.relay-test.invalid", "0x7g.1", "1.2.3.x"])
+def test_a_name_is_not_an_address(host: str) -> None:
+    assert host_address(host) is None
 
 
 @pytest.mark.parametrize(
-    "url", ["https://93.184.216.34/hook", "https://[2606:4700:4700::1111]:8443/hook"]
+    ("address", "public"),
+    [
+        ("93.184.216.34", True),
+        ("8.8.8.8", True),
+        ("2606:4700:4700::1111", True),
+        ("::ffff:8.8.8.8", True),
+        ("64:ff9b::808:808", True),
+        ("2002:808:808::1", True),
+        ("127.0.0.1", False),
+        ("100.64.0.1", False),
+        ("169.254.169.254", False),
+        ("224.0.0.251", False),
+        ("::ffff:169.254.169.254", False),
+        ("64:ff9b::a9fe:a9fe", False),
+        ("2002:a9fe:a9fe::", False),
+        ("2001::1", False),
+        ("ff05::2", False),
+        ("fec0::1", False),
+    ],
 )
-async def test_a_literal_public_address_may_be_delivered_to(
-    url: str, offline_resolver: list[str]
-) -> None:
-    await ensure_public(url)
-
-    assert offline_resolver == []
+def test_public_means_globally_routable_whatever_python_version(address: str, public: bool) -> None:
+    assert is_public(ipaddress.ip_address(address)) is public
 
 
-async def test_a_name_that_resolves_to_loopback_is_refused(offline_resolver: list[str]) -> None:
-    with pytest.raises(CallbackRefused, match=r"localhost resolves to non-public address 127\."):
-        await ensure_public("http://localhost:8080/hook")
-    assert offline_resolver == ["localhost"]
+@pytest.mark.parametrize("url", ["http://example.com/hook", "http://10.0.0.8/hook"])
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_plain_http_is_refused_when_https_is_required(url: str, allow_private: bool) -> None:
+    policy = CallbackPolicy(allow_private=allow_private, require_https=True)
+
+    with pytest.raises(CallbackRefused, match=r"https://.*RELAY_REQUIRE_HTTPS=true"):
+        policy.validate(url)
+    assert policy.validate("https://example.com/hook") == "https://example.com/hook"
 
 
-async def test_a_name_that_does_not_resolve_is_refused(offline_resolver: list[str]) -> None:
-    with pytest.raises(CallbackRefused, match=r"cannot resolve hooks\.relay-test\.invalid"):
-        await ensure_public("https://hooks.relay-test.invalid/hook")
-    assert offline_resolver == ["hooks.relay-test.invalid"]
+def test_the_allowlist_opens_networks_and_host_names_and_nothing_else() -> None:
+    hosts, networks = parse_allowlist(["10.0.0.0/8", "fd00::/8", "LOCALHOST.", "192.168.1.20"])
+    policy = CallbackPolicy(allowed_hosts=hosts, allowed_networks=networks)
+
+    for url in (
+        "http://10.1.2.3/hook",
+        "http://0xa.1/hook",  # 10.0.0.1
+        "http://[::ffff:10.1.2.3]/hook",
+        "http://[fd00::5]/hook",
+        "http://localhost:8080/hook",
+        "http://192.168.1.20/hook",
+    ):
+        assert policy.validate(url) == url
+    for url in (
+        "http://192.168.1.21/hook",
+        "http://127.0.0.1/hook",
+        "http://169.254.169.254/",
+        "http://api.localhost/hook",
+    ):
+        with pytest.raises(CallbackRefused, match="RELAY_CALLBACK_ALLOWLIST"):
+            policy.validate(url)
 
 
-UNENCODABLE_NAME_URL = "https://" + "é" * 64 + ".example/hook"
+def test_allowlist_entries_are_normalized() -> None:
+    hosts, networks = parse_allowlist(
+        [" Hooks.Internal. ", "", "10.1.2.3/8", "127.1", "[::1]", "bücher.example"]
+    )
+
+    assert hosts == {"hooks.internal", "xn--bcher-kva.example"}
+    assert [str(network) for network in networks] == ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]
 
 
-def test_a_name_the_resolver_cannot_encode_passes_registration() -> None:
-    """The name looks like any other, so only the lookup at delivery can judge it."""
-    assert validate_callback_url(UNENCODABLE_NAME_URL, allow_private=False)
-
-
-async def test_a_name_the_resolver_cannot_encode_is_refused_at_delivery() -> None:
-    with pytest.raises(CallbackRefused, match="cannot resolve"):
-        await ensure_public(UNENCODABLE_NAME_URL)
-
-
-def test_the_lookup_guard_answers_like_a_resolver(offline_resolver: list[str]) -> None:
-    """The guard above must behave as the real thing does, or the tests using it prove nothing."""
-    assert socket.getaddrinfo("localhost", None)
-    assert socket.getaddrinfo("127.0.0.1", 80)
-    assert {info[4][0] for info in socket.getaddrinfo("hooks.example.com", 443)} == {
-        "93.184.216.34"
-    }
-    with pytest.raises(socket.gaierror):
-        socket.getaddrinfo("hooks.relay-test.invalid", 443)
-    with pytest.raises(UnicodeError):
-        _getaddrinfo("é" * 64 + ".example", 443)  # fails while encoding, before any lookup
-    assert offline_resolver == [
-        "localhost",
-        "127.0.0.1",
-        "hooks.example.com",
-        "hooks.relay-test.invalid",
-    ]
-
-
-async def test_a_name_that_resolves_to_public_addresses_may_be_delivered_to(
-    offline_resolver: list[str],
-) -> None:
-    await ensure_public("https://hooks.example.com/video")
-
-    assert offline_resolver == ["hooks.example.com"]
-
-
-async def test_a_name_found_public_is_not_looked_up_again_for_a_while(
-    offline_resolver: list[str],
-) -> None:
-    hosts = PublicHosts()
-    for path in ("video", "video", "other"):
-        await hosts.ensure_public(f"https://hooks.example.com/{path}")
-
-    assert offline_resolver == ["hooks.example.com"]
-
-
-async def test_a_name_found_public_is_looked_up_again_once_its_time_is_up(
-    offline_resolver: list[str],
-) -> None:
-    hosts = PublicHosts(ttl=0)
-    for _ in range(2):
-        await hosts.ensure_public("https://hooks.example.com/video")
-
-    assert offline_resolver == ["hooks.example.com"] * 2
-
-
-async def test_a_refused_name_is_looked_up_again_at_the_next_delivery(
-    offline_resolver: list[str],
-) -> None:
-    hosts = PublicHosts()
-    for _ in range(2):
-        with pytest.raises(CallbackRefused, match="resolves to non-public address"):
-            await hosts.ensure_public("http://localhost:8080/hook")
-
-    assert offline_resolver == ["localhost"] * 2
-
-
-async def test_no_more_names_than_kept_hosts_are_remembered(
-    offline_resolver: list[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(callbacks, "KEPT_HOSTS", 2)
-    hosts = PublicHosts()
-    for host in ("hooks.example.com", "a.example.net", "b.example.net", "hooks.example.com"):
-        await hosts.ensure_public(f"https://{host}/hook")
-
-    assert offline_resolver == [
-        "hooks.example.com",
-        "a.example.net",
-        "b.example.net",
-        "hooks.example.com",
-    ]
+@pytest.mark.parametrize(
+    "entry", ["http://hooks.internal", "10.0.0.0/33", "hooks internal", "hooks.internal:80", "a@b"]
+)
+def test_an_allowlist_entry_that_is_neither_a_name_nor_a_network_is_refused(entry: str) -> None:
+    with pytest.raises(ValueError, match="neither a host name nor a network"):
+        parse_allowlist([entry])

@@ -120,3 +120,17 @@ def test_a_generated_secret_signs_verifiable_webhooks() -> None:
     headers = sign(secret=secret)
 
     assert Webhook(secret).verify(BODY, headers)["id"] == MESSAGE_ID
+
+
+def test_with_two_secrets_a_receiver_holding_either_one_verifies() -> None:
+    """While a rotated secret overlaps with the new one, each webhook carries both signatures."""
+    previous = generate_secret()
+    headers = signature_headers(
+        [SECRET, previous], message_id=MESSAGE_ID, body=BODY, at=datetime.now(UTC)
+    )
+
+    assert re.fullmatch(r"v1,\S{44} v1,\S{44}", headers["webhook-signature"])
+    assert Webhook(SECRET).verify(BODY, headers) is not None
+    assert Webhook(previous).verify(BODY, headers) is not None
+    with pytest.raises(WebhookVerificationError):
+        Webhook(generate_secret()).verify(BODY, headers)

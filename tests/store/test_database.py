@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, insert, select
 
-from app.store.client_apps import KnownClients, bootstrap_default_client
+from app.encryption import KeyBox
+from app.store.client_apps import ClientApps, bootstrap_default_client
 from app.store.database import Database, migrate, open_database, ping, transaction
 from app.store.tables import clients
+from tests.conftest import ENCRYPTION_KEY
+
+KEY_BOX = KeyBox.from_config(ENCRYPTION_KEY)
 
 
 class Refused(Exception):
@@ -59,13 +63,16 @@ async def test_a_url_naming_the_former_default_driver_opens_the_same_sqlite_file
     before = open_database(f"sqlite+aiosqlite:///{path}")
     try:
         await migrate(before)
-        boot = await bootstrap_default_client(before, api_key="key-a", signing_secret=None)
+        boot = await bootstrap_default_client(
+            before, api_key="key-a", signing_secret=None, key_box=KEY_BOX
+        )
     finally:
         await before.dispose()
 
     now = open_database(f"sqlite:///{path}")
     try:
-        assert await KnownClients(now).find("key-a") == boot.client
+        apps = ClientApps(now, key_box=KEY_BOX, secret_overlap=0)
+        assert await apps.authenticate("key-a") == boot.client
     finally:
         await now.dispose()
 

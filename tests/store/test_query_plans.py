@@ -20,12 +20,14 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
+from app.encryption import KeyBox
 from app.polling.policy import PollPolicy
-from app.store import client_apps, outbox, polls, registrations
+from app.store import client_apps, outbox, polls, registrations, watch_queries
 from app.store.database import Database, migrate, open_database
 from app.upstream import UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, Outcome
+from tests.conftest import ENCRYPTION_KEY
 
 OWNER = "own_plans"
 WATCHES = 300
@@ -107,7 +109,9 @@ def walks(plan_step: str) -> bool:
 
 
 async def test_no_statement_of_polling_or_delivery_walks_a_table(db: Database, path: Path) -> None:
-    boot = await client_apps.bootstrap_default_client(db, api_key="rk_plans", signing_secret=None)
+    boot = await client_apps.bootstrap_default_client(
+        db, api_key="rk_plans", signing_secret=None, key_box=KeyBox.from_config(ENCRYPTION_KEY)
+    )
     registry = registrations.Registrations(db, poll_interval=0)
     await asyncio.gather(
         *(
@@ -132,5 +136,40 @@ async def test_no_statement_of_polling_or_delivery_walks_a_table(db: Database, p
             plan = inspector.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
             steps = [step[-1] for step in plan]
             assert not any(walks(step) for step in steps), (statement, steps)
+    finally:
+        inspector.close()
+
+
+async def test_what_every_registration_reads_of_its_client_comes_from_an_index(
+    db: Database, path: Path
+) -> None:
+    """Each request looks its API key up, and each registration may count the client's live
+    watches (at most once a second): neither may walk the clients or the watches."""
+    key_box = KeyBox.from_config(ENCRYPTION_KEY)
+    boot = await client_apps.bootstrap_default_client(
+        db, api_key="rk_plans", signing_secret=None, key_box=key_box
+    )
+    registry = registrations.Registrations(db, poll_interval=0)
+    for n in range(WATCHES):
+        await registry.register(
+            client_id=boot.client.id,
+            task_id=f"video_{n}",
+            callback_url="https://receiver.test/hooks",
+            metadata=None,
+            expires_after=3600,
+        )
+    apps = client_apps.ClientApps(db, key_box=key_box, secret_overlap=0)
+
+    with recorded() as executed:
+        assert await apps.authenticate("rk_plans") == boot.client
+        assert await watch_queries.count_live(db, client_id=boot.client.id) == WATCHES
+
+    inspector = sqlite3.connect(path)
+    try:
+        for statement, parameters in executed:
+            plan = inspector.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+            steps = [step[-1] for step in plan]
+            assert not any(walks(step) for step in steps), (statement, steps)
+            assert all("USING COVERING INDEX" in step or "USING INDEX" in step for step in steps)
     finally:
         inspector.close()

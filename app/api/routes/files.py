@@ -8,6 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
 
+from app.api import errors
 from app.api.deps import RelayDep
 from app.capture.links import Verdict
 from app.store import captures
@@ -28,8 +29,10 @@ _RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"description": "The file.", "content": {"video/mp4": {}}},
     206: {"description": "The ranges asked for (`Range`)."},
     307: {"description": "With a bucket for storage: its presigned link to the file."},
-    403: {"description": _FORGED},
-    410: {"description": "The link expired, or the file is no longer kept."},
+    400: {"description": "A malformed `Range` header.", "content": {"text/plain": {}}},
+    403: errors.error(_FORGED),
+    410: errors.error("The link expired, or the file is no longer kept."),
+    416: {"description": "A `Range` past the end of the file.", "content": {"text/plain": {}}},
 }
 
 
@@ -43,7 +46,7 @@ async def get_file(
 ) -> Response:
     """A captured result, as the links in webhooks name it; `Range` is supported (206), so
     players can seek. No API key: the signed link is the permission."""
-    if not expires.isdigit() or len(expires) > 12:
+    if not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         raise HTTPException(status.HTTP_403_FORBIDDEN, _FORGED)
     verdict = relay.links.verify(watch_id, int(expires), signature)
     if verdict is Verdict.FORGED:

@@ -6,8 +6,10 @@ from fastapi import APIRouter, HTTPException, Response, status
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.exc import SQLAlchemyError
 
+from app.api import errors
 from app.api.deps import CurrentClient, RelayDep
 from app.api.schemas import ClientOut, Health
+from app.encryption import UndecryptableError
 from app.store.database import ping
 
 router = APIRouter()
@@ -19,7 +21,7 @@ async def healthz() -> Health:
     return Health(status="ok")
 
 
-@router.get("/readyz", tags=["service"], responses={503: {"description": "Database unreachable."}})
+@router.get("/readyz", tags=["service"], responses={503: errors.error("Database unreachable.")})
 async def readyz(relay: RelayDep) -> Health:
     """The database answers (readiness)."""
     try:
@@ -35,7 +37,17 @@ async def metrics(relay: RelayDep) -> Response:
     return Response(generate_latest(relay.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/client", tags=["client"])
-async def current_client(client: CurrentClient) -> ClientOut:
+@router.get("/v1/client", tags=["client"], responses=errors.UNAUTHORIZED)
+async def current_client(relay: RelayDep, client: CurrentClient) -> ClientOut:
     """The calling client app, with the secret its webhooks are signed with."""
-    return ClientOut(id=client.id, name=client.name, signing_secret=client.signing_secret)
+    try:
+        secret = await relay.clients.signing_secret(client.id)
+    except UndecryptableError as exc:
+        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
+    app = await relay.clients.get(client.id)
+    return ClientOut(
+        id=client.id,
+        name=client.name,
+        signing_secret=secret,
+        previous_secret_until=app.previous_secret_until,
+    )

@@ -8,25 +8,36 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from pydantic import AfterValidator
 
+from app.api import errors
 from app.api.deps import CurrentClient, RelayDep
 from app.api.schemas import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
+    MAX_TASK_ID_LENGTH,
     AttemptOut,
     AttemptPage,
     WatchCreate,
     WatchOut,
     WatchPage,
+    check_idempotency_key,
+    check_task_id,
 )
+from app.limits import LimitReachedError
 from app.registrar import IdempotencyConflict, RegistrationRefused
 from app.relay import Relay
 from app.states import CaptureState, WatchState
 from app.store import watch_queries
 
-router = APIRouter(prefix="/v1/watches", tags=["watches"])
+router = APIRouter(prefix="/v1/watches", tags=["watches"], responses=errors.UNAUTHORIZED)
 
 _NOT_FOUND = "no watch with this id"
-_CURSOR = re.compile(r"^wat_[0-9a-f]{28}$")
+#: What `new_id("wat")` makes: watch ids, and so cursors.
+_WATCH_ID = re.compile(r"wat_[0-9a-f]{28}")
+
+_NOT_FOUND_RESPONSE: errors.Responses = {404: errors.error(_NOT_FOUND)}
+
+TaskIdFilter = Annotated[str, AfterValidator(check_task_id)]
 
 
 @router.post(
@@ -35,7 +46,12 @@ _CURSOR = re.compile(r"^wat_[0-9a-f]{28}$")
     status_code=status.HTTP_201_CREATED,
     responses={
         200: {"model": WatchOut, "description": "This watch already existed."},
-        409: {"description": "The Idempotency-Key was used with a different request."},
+        409: errors.error("The Idempotency-Key was used with a different request."),
+        429: errors.error(
+            "The client app is over one of its limits (registrations per second, live "
+            "watches); `Retry-After` says when to try again."
+        ),
+        **errors.UNREADABLE_BODY,
     },
 )
 async def register_watch(
@@ -47,8 +63,11 @@ async def register_watch(
         Header(
             min_length=1,
             max_length=MAX_IDEMPOTENCY_KEY_LENGTH,
-            description="Retrying with the same key and body returns the first answer (24 h).",
+            json_schema_extra={"pattern": "^[ -~]+$"},
+            description="Retrying with the same key and body returns the first answer (24 h). "
+            "Printable ASCII.",
         ),
+        AfterValidator(check_idempotency_key),
     ] = None,
 ) -> Response:
     """Start watching a task. Registering the same task and callback again returns that watch."""
@@ -60,6 +79,12 @@ async def register_watch(
         raise _invalid(exc.field, exc.message) from None
     except IdempotencyConflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except LimitReachedError as exc:
+        raise HTTPException(
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            exc.message,
+            headers={"Retry-After": str(exc.retry_after)},
+        ) from None
     return Response(
         registered.body,
         status_code=status.HTTP_201_CREATED if registered.created else status.HTTP_200_OK,
@@ -76,17 +101,17 @@ def _invalid(field: str, message: str) -> HTTPException:
     )
 
 
-@router.get("")
+@router.get("", responses={400: errors.error("The cursor is not one this API returned.")})
 async def list_watches(
     relay: RelayDep,
     client: CurrentClient,
     state: WatchState | None = None,
-    task_id: str | None = None,
+    task_id: Annotated[TaskIdFilter | None, Query(max_length=MAX_TASK_ID_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> WatchPage:
     """The client's watches, newest first."""
-    if cursor is not None and not _CURSOR.match(cursor):
+    if cursor is not None and not _WATCH_ID.fullmatch(cursor):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is not one this API returned")
     found = await watch_queries.page(
         relay.db,
@@ -100,8 +125,9 @@ async def list_watches(
     return WatchPage(data=data, next_cursor=data[-1].id if len(found) > limit else None)
 
 
-@router.get("/{watch_id}", responses={404: {"description": _NOT_FOUND}})
+@router.get("/{watch_id}", responses=_NOT_FOUND_RESPONSE)
 async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
+    _known(watch_id)
     watch = await watch_queries.get(relay.db, client_id=client.id, watch_id=watch_id)
     if watch is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
@@ -111,12 +137,13 @@ async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
 @router.delete(
     "/{watch_id}",
     responses={
-        404: {"description": _NOT_FOUND},
-        409: {"description": "The webhook was already delivered or given up on."},
+        **_NOT_FOUND_RESPONSE,
+        409: errors.error("The webhook was already delivered or given up on."),
     },
 )
 async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
+    _known(watch_id)
     return await _transition(
         watch_queries.cancel(relay.db, client_id=client.id, watch_id=watch_id),
         relay,
@@ -124,9 +151,10 @@ async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) ->
     )
 
 
-@router.get("/{watch_id}/attempts", responses={404: {"description": _NOT_FOUND}})
+@router.get("/{watch_id}/attempts", responses=_NOT_FOUND_RESPONSE)
 async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -> AttemptPage:
     """Every delivery attempt of the watch's webhooks, oldest first."""
+    _known(watch_id)
     found = await watch_queries.attempts_of(relay.db, client_id=client.id, watch_id=watch_id)
     if found is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
@@ -137,12 +165,13 @@ async def list_attempts(watch_id: str, relay: RelayDep, client: CurrentClient) -
     "/{watch_id}/redeliver",
     status_code=status.HTTP_202_ACCEPTED,
     responses={
-        404: {"description": _NOT_FOUND},
-        409: {"description": "The task has not ended, or the watch was cancelled."},
+        **_NOT_FOUND_RESPONSE,
+        409: errors.error("The task has not ended, or the watch was cancelled."),
     },
 )
 async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Send the final webhook again now, with the same `webhook-id` and body."""
+    _known(watch_id)
     watch = await _transition(
         watch_queries.redeliver(relay.db, client_id=client.id, watch_id=watch_id),
         relay,
@@ -150,6 +179,13 @@ async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
     )
     relay.deliver_now()
     return watch
+
+
+def _known(watch_id: str) -> None:
+    """404 at once for an id that is not one this relay hands out: it names no watch, and is
+    not looked up (a NUL, for one, is more than PostgreSQL can compare)."""
+    if not _WATCH_ID.fullmatch(watch_id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
 
 
 async def _transition(
