@@ -19,7 +19,6 @@ from app.capture.capturer import Capturer
 from app.capture.cleanup import FileCleanup
 from app.capture.links import FALLBACK_ORIGIN, FileLinks, Origin
 from app.capture.sources import ResultSource
-from app.capture.sources import create_http as create_capture_http
 from app.capture.storage import FileStorage
 from app.delivery import ownership, pinning
 from app.delivery.callbacks import Resolver
@@ -64,6 +63,8 @@ POLL = "poll"
 CAPTURE = "capture"
 DELIVER = "deliver"
 CLEANUP = "cleanup"
+#: Results are downloaded a piece of this many bytes at a time: one turn of the event loop each.
+CAPTURE_READ_BYTES = 1024 * 1024
 #: Seconds between two looks for captured files past their time to live.
 CLEANUP_INTERVAL = 60.0
 #: The name of the key that signs links to captured files (`relay_secrets`).
@@ -113,17 +114,22 @@ async def running(
         origin=origin or Origin(settings.public_url),
     )
     storage = FileStorage.from_settings(settings)
+    capture_transport = transport.create_transport(
+        max_connections=settings.capture_concurrency, read_size=CAPTURE_READ_BYTES
+    )
     capturer = Capturer(
         db=db,
         source=ResultSource(
-            http=create_capture_http(
+            transport=capture_transport,
+            upstream=UpstreamClient(
+                upstream_transport if served is not None else capture_transport,
+                base_url=upstream_base_url,
+                api_key=upstream_key.get_secret_value() if upstream_key else None,
                 timeout=settings.capture_request_timeout,
-                on_request=served.point_here if served is not None else None,
             ),
-            download_url=upstream_base_url.rstrip("/") + "/v1/video/generations/download",
-            api_key=upstream_key.get_secret_value() if upstream_key else None,
             timeout=settings.capture_request_timeout,
             max_bytes=settings.capture_max_bytes,
+            rate_limiter=rate_limiter,
         ),
         storage=storage,
         links=links,
@@ -133,7 +139,6 @@ async def running(
         max_bytes=settings.capture_max_bytes,
         file_ttl=settings.file_ttl,
         key_box=key_box,
-        rate_limiter=rate_limiter,
         metrics=metrics,
         on_events=lambda: ticker.kick(DELIVER),
         on_slot_free=lambda: ticker.kick(CAPTURE),
@@ -221,6 +226,7 @@ async def running(
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
+        await capture_transport.aclose()
         await db.dispose()
 
 

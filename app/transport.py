@@ -58,9 +58,13 @@ def _parsed(url: str) -> httpx.URL:
     return httpx.URL(url)
 
 
-def create_transport(*, max_connections: int) -> ReqwestTransport:
-    """A long-lived connection pool, one per destination kind (upstream, receivers)."""
-    return ReqwestTransport(max_connections=max_connections)
+def create_transport(*, max_connections: int, read_size: int | None = None) -> ReqwestTransport:
+    """A long-lived connection pool, one per destination kind (upstream, receivers, captures).
+
+    :param read_size: bodies are handed over in pieces of this many bytes rather than as they
+        arrive from the network, for large downloads: each piece costs the event loop a turn.
+    """
+    return ReqwestTransport(max_connections=max_connections, read_size=read_size)
 
 
 def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
@@ -104,9 +108,12 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
     `webhook-id`.
     """
 
-    def __init__(self, *, max_connections: int, pin: Pin | None = None) -> None:
+    def __init__(
+        self, *, max_connections: int, pin: Pin | None = None, read_size: int | None = None
+    ) -> None:
         self._max_connections = max_connections
         self._pin = pin
+        self._read_size = read_size
         self._client: Client | None = None
 
     def _open(self) -> Client:
@@ -155,7 +162,7 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         return httpx.Response(
             response.status,
             headers=list(response.headers.items()),
-            stream=_ResponseBody(exchange, response, request),
+            stream=_ResponseBody(exchange, response, request, self._read_size),
             request=request,
             extensions={"http_version": response.version.encode("ascii")},
         )
@@ -189,15 +196,25 @@ class _ResponseBody(httpx.AsyncByteStream):
     """Streams the body as it arrives; closing it early drops the connection instead of
     reading a body nobody wants."""
 
-    def __init__(self, exchange: StreamRequest, response: Response, request: httpx.Request) -> None:
+    def __init__(
+        self,
+        exchange: StreamRequest,
+        response: Response,
+        request: httpx.Request,
+        read_size: int | None,
+    ) -> None:
         self._exchange = exchange
         self._reader = response.body_reader
         self._request = request
+        self._read_size = read_size
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         while True:
             with _httpx_errors(self._request):
-                chunk = await self._reader.read_chunk()
+                if self._read_size is None:
+                    chunk = await self._reader.read_chunk()
+                else:
+                    chunk = await self._reader.read(self._read_size)
             if chunk is None:
                 return
             yield bytes(chunk)

@@ -10,8 +10,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from tests.conftest import API_KEY, SIGNING_SECRET, UPSTREAM_KEY, Upstream
+from tests.conftest import API_KEY, ENCRYPTION_KEY, SIGNING_SECRET, UPSTREAM_KEY, Upstream
 from tests.flaky_upstream import FlakyUpstream
 from tests.servers import free_port
 
@@ -39,6 +40,9 @@ async def relay_process(
         "RELAY_STORAGE_DIR": str(log.parent / "files"),
         **env,
     }
+    if make_url(database_url).get_backend_name() != "sqlite":
+        # A SQLite relay keeps a key of its own beside its file; PostgreSQL needs one configured.
+        env.setdefault("RELAY_ENCRYPTION_KEY", ENCRYPTION_KEY)
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),

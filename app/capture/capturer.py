@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import mimetypes
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 from app.capture.links import FileLinks
-from app.capture.sources import CaptureFailed, ResultSource, Stopping, Where
+from app.capture.sources import CaptureFailed, ResultSource
 from app.capture.storage import FileStorage, TooLarge
 from app.delivery.webhooks import CaptureError, CaptureReport
 from app.encryption import KeyBox, UndecryptableError, watch_key
@@ -21,7 +19,6 @@ from app.slots import Slots
 from app.store import captures
 from app.store.batching import Batcher
 from app.store.database import Database
-from app.upstream.ratelimit import RateLimiter
 from app.work import CaptureOutcome, DueCapture, StoredFile
 
 log = logging.getLogger(__name__)
@@ -33,14 +30,12 @@ MAX_BACKOFF = 120.0
 
 class Capturer:
     """Keeps up to `concurrency` captures in flight, with slots of their own, so that long
-    downloads never take the place of polls or deliveries. Each runs in a worker thread, from its
-    request to its stored file (see `sources`): the event loop only claims and records them.
+    downloads never take the place of polls or deliveries.
 
     A try that fails is tried again with backoff until the capture's deadline; then, or at once
     when trying again cannot help (a dead link, a file too large), the final event goes out
     without the file and says why (`data.capture_error`).
 
-    :param rate_limiter: the polls' budget per upstream key, which the download API shares.
     :param on_events: called when final events were written, so delivery starts at once.
     """
 
@@ -57,7 +52,6 @@ class Capturer:
         max_bytes: int,
         file_ttl: float,
         key_box: KeyBox | None,
-        rate_limiter: RateLimiter | None,
         metrics: Metrics,
         on_events: Callable[[], None],
         on_slot_free: Callable[[], None],
@@ -72,9 +66,7 @@ class Capturer:
         self._max_bytes = max_bytes
         self._file_ttl = timedelta(seconds=file_ttl)
         self._key_box = key_box
-        self._rate_limiter = rate_limiter
         self._metrics = metrics
-        self._threads = ThreadPoolExecutor(concurrency, thread_name_prefix="capture")
         self._on_events = on_events
         self._on_due_in = on_due_in
         self._slots = Slots(concurrency, on_refill=on_slot_free)
@@ -95,17 +87,12 @@ class Capturer:
                 return
 
     async def drain(self, grace: float) -> None:
-        """Let captures in flight finish (graceful shutdown); the rest give up at their next
-        chunk and are released, to be taken up again by the next start or another replica."""
+        """Let captures in flight finish (graceful shutdown); the rest are released."""
         await self._slots.drain(grace)
-        self._source.stop()
-        self._threads.shutdown(wait=False, cancel_futures=True)
 
     async def _capture_and_record(self, capture: DueCapture) -> None:
         try:
             outcome = await self._capture(capture)
-        except Stopping:
-            return
         finally:
             self._slots.give_back()
         self._metrics.captures.labels(outcome=_outcome_label(outcome)).inc()
@@ -149,28 +136,17 @@ class Capturer:
         return CaptureOutcome(capture, stored, None, None, CaptureReport(video, None))
 
     async def _obtain(self, capture: DueCapture) -> StoredFile:
-        where = Where(
-            task_id=capture.task_id,
-            link=capture.source_url,
-            inline=capture.inline_data,
-            api_key=watch_key(self._key_box, capture.upstream_api_key_encrypted),
-        )
-        if self._rate_limiter is not None and where.inline is None and where.link is None:
-            await self._rate_limiter.wait(self._source.upstream_key(where.api_key))
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._threads, self._obtain_in_thread, capture.id, where)
-
-    def _obtain_in_thread(self, watch_id: str, where: Where) -> StoredFile:
-        with self._source.open(where) as result:
-            key = f"videos/{watch_id}{_extension(result.content_type)}"
+        api_key = watch_key(self._key_box, capture.upstream_api_key_encrypted)
+        async with self._source.open(capture, api_key=api_key) as result:
+            key = f"videos/{capture.id}{_extension(result.content_type)}"
             try:
-                written = self._storage.write(
+                written = await self._storage.write(
                     key, result.chunks, content_type=result.content_type, max_bytes=self._max_bytes
                 )
             except TooLarge as exc:
                 raise CaptureFailed("too_large", str(exc), permanent=True) from None
         if result.stated_size is not None and written.size_bytes != result.stated_size:
-            self._storage.delete_now(key)
+            await self._storage.delete(key)
             raise CaptureFailed(
                 "size_mismatch",
                 f"the upstream stated {result.stated_size} bytes and gave {written.size_bytes}",

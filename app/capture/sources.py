@@ -3,32 +3,27 @@
 Three forms (see the upstream's notes): a link to download (Wanxiang), a `data:` URI in the
 task's answer (Veo), or nothing, in which case the upstream's download API hands the file over
 as base64 inside JSON (Sora). Each is streamed; none is ever held whole in memory.
-
-A capture runs in a worker thread of its own, from the download to the stored file, and this
-module is synchronous for it: receiving, decoding, hashing and writing megabytes are work that
-Python does in C with the GIL released, so they proceed on another core while the event loop
-keeps polling and delivering, instead of taking turns with them chunk by chunk.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import httpx
 
 from app.capture import decoding
-from app.transport import USER_AGENT
+from app.transport import parsed_url, timeout_extension
+from app.upstream import UpstreamClient, UpstreamError, UpstreamErrorKind
+from app.upstream.ratelimit import RateLimiter
+from app.work import DueCapture
 
 #: Redirects followed from a result link (storage services redirect to a signed location).
 MAX_REDIRECTS = 5
 #: Media types taken for a video when a link's answer names no `video/` type.
 BINARY_TYPES = frozenset({"application/octet-stream", "binary/octet-stream"})
-#: How much is read from the network at a time.
-CHUNK_BYTES = 256 * 1024
 
 
 class CaptureFailed(Exception):
@@ -41,88 +36,60 @@ class CaptureFailed(Exception):
         self.permanent = permanent
 
 
-class Stopping(Exception):
-    """The relay is stopping: the capture is abandoned, to be taken up again after the restart."""
-
-
 @dataclass(frozen=True, slots=True)
 class Result:
     content_type: str
     #: The size the upstream stated up front, if it did (`Content-Length`).
     stated_size: int | None
-    chunks: Iterator[bytes]
-
-
-@dataclass(frozen=True, slots=True)
-class Where:
-    """Where a result is: `inline` (a `data:` URI), else `link`, else the download API; a
-    `link` that is not http(s) (Veo's `"expired"`) means there is none any more."""
-
-    task_id: str
-    link: str | None
-    inline: str | None
-    api_key: str | None
+    chunks: AsyncIterator[bytes]
 
 
 class ResultSource:
     """
-    :param http: the captures' own HTTP client (thread-safe, pooled), used from worker threads.
-    :param download_url: the upstream's download API, `{base}/v1/video/generations/download`.
-    :param api_key: the relay's own upstream key, for watches that brought none.
-    :param timeout: the longest one download may take, from its request to its last byte.
+    :param transport: the captures' own connection pool, so downloads never hold the polls'.
+    :param upstream: the upstream client whose download API fetches results given by no link.
     :param max_bytes: a result stated to be larger is refused before it is read.
+    :param rate_limiter: the polls' budget per upstream key, which the download API shares.
     """
 
     def __init__(
         self,
         *,
-        http: httpx.Client,
-        download_url: str,
-        api_key: str | None,
+        transport: httpx.AsyncBaseTransport,
+        upstream: UpstreamClient,
         timeout: float,
         max_bytes: int,
+        rate_limiter: RateLimiter | None,
     ) -> None:
-        self._http = http
-        self._timeout = timeout
-        self._download_url = download_url
-        self._api_key = api_key
+        self._transport = transport
+        self._upstream = upstream
+        self._extensions = timeout_extension(timeout)
         self._max_bytes = max_bytes
-        self._stopping = threading.Event()
+        self._rate_limiter = rate_limiter
 
-    def stop(self) -> None:
-        """Captures under way give up at their next chunk; connections are closed, so that none
-        waits for a read to time out."""
-        self._stopping.set()
-        self._http.close()
-
-    def upstream_key(self, api_key: str | None) -> str | None:
-        """The key a download API request made for a watch with `api_key` is sent with."""
-        return api_key or self._api_key
-
-    @contextmanager
-    def open(self, where: Where) -> Iterator[Result]:
-        """The result, ready to be read."""
-        if where.inline is not None:
-            yield self._inline(where.inline)
-        elif where.link is None:
-            with self._download_api(where.task_id, self.upstream_key(where.api_key)) as result:
+    @asynccontextmanager
+    async def open(self, capture: DueCapture, *, api_key: str | None) -> AsyncIterator[Result]:
+        """The result of `capture`, ready to be read; `api_key` is the watch's upstream key."""
+        if capture.inline_data is not None:
+            yield _inline(capture.inline_data)
+        elif capture.source_url is None:
+            async with self._download_api(capture.task_id, api_key) as result:
                 yield result
-        elif where.link.startswith(("https://", "http://")):
-            with self._link(where.link) as result:
+        elif capture.source_url.startswith(("https://", "http://")):
+            async with self._link(capture.source_url) as result:
                 yield result
         else:
             raise CaptureFailed(
                 "result_expired",
-                f"the upstream gave no result to download (its url was {where.link[:64]!r})",
+                "the upstream gave no result to download "
+                f"(its url was {capture.source_url[:64]!r})",
                 permanent=True,
             )
 
-    @contextmanager
-    def _link(self, url: str) -> Iterator[Result]:
-        with (
-            _transport_errors("the result link could not be reached"),
-            self._http.stream("GET", url, follow_redirects=True) as response,
-        ):
+    @asynccontextmanager
+    async def _link(self, url: str) -> AsyncIterator[Result]:
+        response = await self._follow(url)
+        try:
             if response.status_code != 200:
                 permanent = 400 <= response.status_code < 500 and response.status_code not in (
                     408,
@@ -134,7 +101,7 @@ class ResultSource:
                     permanent=permanent,
                 )
             content_type = _media_type(response.headers.get("content-type"))
-            if not _is_video(content_type):
+            if not (content_type.startswith("video/") or content_type in BINARY_TYPES):
                 raise CaptureFailed(
                     "not_a_video",
                     f"the result link answered {content_type!r}, not a video",
@@ -145,57 +112,43 @@ class ResultSource:
             yield Result(
                 "video/mp4" if content_type in BINARY_TYPES else content_type,
                 stated,
-                self._read(response.iter_bytes(CHUNK_BYTES)),
+                _broken_off(response.aiter_bytes()),
             )
+        finally:
+            await response.aclose()
 
-    @contextmanager
-    def _download_api(self, task_id: str, api_key: str | None) -> Iterator[Result]:
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
-        with (
-            _transport_errors("the upstream's download API could not be reached"),
-            self._http.stream(
-                "GET", self._download_url, params={"id": task_id}, headers=headers
-            ) as response,
-        ):
-            if response.status_code != 200:
-                response.read()
-                permanent = response.status_code in (401, 403, 404)
-                raise CaptureFailed(
-                    "result_expired" if response.status_code == 404 else "download_failed",
-                    f"the upstream's download API answered HTTP {response.status_code}: "
-                    f"{response.text[:200]}",
-                    permanent=permanent,
-                )
-            decoder = decoding.DownloadAnswerDecoder()
-            yield Result("video/mp4", None, _decoded(decoder, self._read(response.iter_raw())))
+    async def _follow(self, url: str) -> httpx.Response:
+        for _ in range(MAX_REDIRECTS + 1):
+            request = httpx.Request("GET", parsed_url(url), extensions=self._extensions)
+            with _transport_errors("the result link could not be reached"):
+                response = await self._transport.handle_async_request(request)
+            location = response.headers.get("location")
+            if response.status_code not in (301, 302, 303, 307, 308) or location is None:
+                return response
+            await response.aclose()
+            url = str(request.url.join(location))
+        raise CaptureFailed(
+            "download_failed", f"more than {MAX_REDIRECTS} redirects", permanent=True
+        )
 
-    def _inline(self, uri: str) -> Result:
+    @asynccontextmanager
+    async def _download_api(self, task_id: str, api_key: str | None) -> AsyncIterator[Result]:
+        if self._rate_limiter is not None:
+            await self._rate_limiter.wait(self._upstream.key_for(api_key))
         try:
-            content_type = decoding.data_uri_media_type(uri)
-        except decoding.DecodeError as exc:
-            raise CaptureFailed("bad_result", str(exc), permanent=True) from None
-        if not _is_video(content_type):
+            async with self._upstream.download(task_id, api_key=api_key) as response:
+                decoder = decoding.DownloadAnswerDecoder()
+                yield Result(
+                    "video/mp4", None, _decoded(decoder, _broken_off(response.aiter_raw()))
+                )
+        except UpstreamError as exc:
+            kind = exc.kind
+            permanent = kind in (UpstreamErrorKind.NOT_FOUND, UpstreamErrorKind.UNAUTHORIZED)
             raise CaptureFailed(
-                "not_a_video",
-                f"the inline result is {content_type!r}, not a video",
-                permanent=True,
-            )
-        return Result(content_type, None, self._read(_bad_result(decoding.iter_data_uri(uri))))
-
-    def _read(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
-        """The chunks, until the relay stops or the download's time is up (a server may trickle:
-        each read within its timeout, the whole without end); a connection lost meanwhile is
-        worth another try."""
-        deadline = time.monotonic() + self._timeout
-        with _transport_errors("the download broke off"):
-            for chunk in chunks:
-                if self._stopping.is_set():
-                    raise Stopping
-                if time.monotonic() > deadline:
-                    raise httpx.ReadTimeout("the download took too long")
-                yield chunk
+                "result_expired" if kind is UpstreamErrorKind.NOT_FOUND else "download_failed",
+                f"the upstream's download API: {exc}",
+                permanent=permanent,
+            ) from None
 
     def _refuse_if_too_large(self, size: int | None) -> None:
         if size is not None and size > self._max_bytes:
@@ -206,17 +159,50 @@ class ResultSource:
             )
 
 
-def _decoded(decoder: decoding.DownloadAnswerDecoder, answer: Iterator[bytes]) -> Iterator[bytes]:
+def _inline(uri: str) -> Result:
+    try:
+        content_type = decoding.data_uri_media_type(uri)
+    except decoding.DecodeError as exc:
+        raise CaptureFailed("bad_result", str(exc), permanent=True) from None
+    if not (content_type.startswith("video/") or content_type in BINARY_TYPES):
+        raise CaptureFailed(
+            "not_a_video", f"the inline result is {content_type!r}, not a video", permanent=True
+        )
+    return Result(content_type, None, _off_the_loop(decoding.iter_data_uri(uri)))
+
+
+async def _off_the_loop(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    """Decoding megabytes of base64 would hold the event loop; a worker thread does it."""
+    done = object()
+    while True:
+        try:
+            chunk = await asyncio.to_thread(next, chunks, done)
+        except decoding.DecodeError as exc:
+            raise CaptureFailed("bad_result", str(exc), permanent=True) from None
+        if chunk is done:
+            return
+        assert isinstance(chunk, bytes)
+        yield chunk
+
+
+async def _decoded(
+    decoder: decoding.DownloadAnswerDecoder, answer: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
     """The file inside the download API's JSON, as it streams; checked against its stated size."""
     size = 0
-    with _bad_answer("the download API's answer"):
-        for chunk in answer:
+    try:
+        async for chunk in answer:
             if out := decoder.feed(chunk):
                 size += len(out)
                 yield out
         if out := decoder.close():
             size += len(out)
             yield out
+    except decoding.DecodeError as exc:
+        message = f"the download API's answer: {exc}"
+        raise CaptureFailed("bad_result", message, permanent=False) from None
+    if decoder.success is False:
+        raise CaptureFailed("download_failed", "the download API said it failed", permanent=False)
     if decoder.size is not None and decoder.size != size:
         raise CaptureFailed(
             "size_mismatch",
@@ -225,17 +211,10 @@ def _decoded(decoder: decoding.DownloadAnswerDecoder, answer: Iterator[bytes]) -
         )
 
 
-def _bad_result(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    with _bad_answer("the inline result"):
-        yield from chunks
-
-
-@contextmanager
-def _bad_answer(what: str) -> Iterator[None]:
-    try:
-        yield
-    except decoding.DecodeError as exc:
-        raise CaptureFailed("bad_result", f"{what}: {exc}", permanent=False) from None
+async def _broken_off(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    with _transport_errors("the download broke off"):
+        async for chunk in chunks:
+            yield chunk
 
 
 @contextmanager
@@ -244,40 +223,17 @@ def _transport_errors(what: str) -> Iterator[None]:
     try:
         yield
     except httpx.TimeoutException:
-        message = "the download did not end in time"
-        raise CaptureFailed("timeout", message, permanent=False) from None
-    except httpx.TooManyRedirects:
-        message = f"the result link redirected more than {MAX_REDIRECTS} times"
-        raise CaptureFailed("download_failed", message, permanent=True) from None
-    except httpx.HTTPError as exc:
-        message = f"{what}: {type(exc).__name__}"
-        raise CaptureFailed("download_failed", message, permanent=False) from None
-
-
-def create_http(
-    *, timeout: float, on_request: Callable[[httpx.Request], None] | None
-) -> httpx.Client:
-    """The captures' HTTP client: long timeouts (the download API reads the whole file before it
-    answers), redirects limited, no proxy variables read, as the relay's other requests.
-
-    :param on_request: sees each request before it is sent (the mounted simulator points them
-        at the relay's own address).
-    """
-    return httpx.Client(
-        timeout=httpx.Timeout(timeout, connect=min(timeout, 10.0)),
-        max_redirects=MAX_REDIRECTS,
-        trust_env=False,
-        headers={"User-Agent": USER_AGENT},
-        event_hooks={"request": [on_request]} if on_request else None,
-    )
+        raise CaptureFailed(
+            "timeout", "the download did not end in time", permanent=False
+        ) from None
+    except httpx.TransportError as exc:
+        raise CaptureFailed(
+            "download_failed", f"{what}: {type(exc).__name__}", permanent=False
+        ) from None
 
 
 def _media_type(header: str | None) -> str:
     return (header or "application/octet-stream").split(";", 1)[0].strip().lower()
-
-
-def _is_video(content_type: str) -> bool:
-    return content_type.startswith("video/") or content_type in BINARY_TYPES
 
 
 def _stated_size(header: str | None) -> int | None:

@@ -8,11 +8,12 @@ served. Streaming keeps memory to a few parts in flight, whatever the file's siz
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +33,8 @@ PART_BYTES = 5 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
 #: Where local writes are made before they are renamed into place, within the storage folder.
 PARTS_DIR = ".parts"
+#: Chunks at least this large are hashed in a worker thread (smaller ones cost less than the hop).
+HASHED_IN_THREAD = 256 * 1024
 
 
 class TooLarge(Exception):
@@ -76,8 +79,8 @@ class FileStorage:
     def description(self) -> str:
         return str(self._local_root) if self._local_root is not None else repr(self._store)
 
-    def write(
-        self, key: str, chunks: Iterator[bytes], *, content_type: str, max_bytes: int
+    async def write(
+        self, key: str, chunks: AsyncIterator[bytes], *, content_type: str, max_bytes: int
     ) -> Written:
         """Stream `chunks` to `key`, hashing them on the way.
 
@@ -85,9 +88,9 @@ class FileStorage:
         """
         counted = _Counted(chunks, max_bytes)
         if self._local_root is not None:
-            _write_local(self._local_root, key, counted)
+            await _write_local(self._local_root, key, counted)
         else:
-            obstore.put(
+            await obstore.put_async(
                 self._store,
                 key,
                 counted,
@@ -101,11 +104,6 @@ class FileStorage:
         """Deleting what is not there is not an error: cleanups may race or be repeated."""
         with contextlib.suppress(FileNotFoundError):
             await obstore.delete_async(self._store, key)
-
-    def delete_now(self, key: str) -> None:
-        """`delete`, for a worker thread."""
-        with contextlib.suppress(FileNotFoundError):
-            obstore.delete(self._store, key)
 
     def local_path(self, key: str) -> Path | None:
         """The file on disk, for a local store (served by the relay itself)."""
@@ -138,36 +136,41 @@ class FileStorage:
 class _Counted:
     """The chunks of a result, hashed and counted as they pass, refused past `max_bytes`."""
 
-    def __init__(self, chunks: Iterator[bytes], max_bytes: int) -> None:
+    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
         self._chunks = chunks
         self._max_bytes = max_bytes
         self.digest = hashlib.sha256()
         self.size = 0
 
-    def __iter__(self) -> _Counted:
+    def __aiter__(self) -> _Counted:
         return self
 
-    def __next__(self) -> bytes:
-        chunk = next(self._chunks)
+    async def __anext__(self) -> bytes:
+        chunk = await anext(self._chunks)
         self.size += len(chunk)
         if self.size > self._max_bytes:
             raise TooLarge(f"the result is larger than {self._max_bytes} bytes")
-        self.digest.update(chunk)
+        if len(chunk) >= HASHED_IN_THREAD:
+            # Hashing lets go of the GIL: on another core, not in the event loop's time.
+            await asyncio.to_thread(self.digest.update, chunk)
+        else:
+            self.digest.update(chunk)
         return chunk
 
 
-def _write_local(root: Path, key: str, chunks: _Counted) -> None:
+async def _write_local(root: Path, key: str, chunks: _Counted) -> None:
     """Written beside the stored files and renamed into place once whole.
 
     Written directly rather than through obstore, whose streamed writes buffer whole parts (5 MB)
-    per capture: so each capture holds one chunk.
+    per capture and hand each chunk over to threads of their own; a write to the page cache takes
+    microseconds, so each capture holds one chunk, and costs the event loop little.
     """
     target = root / key
     part = root / PARTS_DIR / f"{secrets.token_hex(8)}{target.suffix}"
     part.parent.mkdir(parents=True, exist_ok=True)
     try:
         with part.open("wb") as file:
-            for chunk in chunks:
+            async for chunk in chunks:
                 file.write(chunk)
         target.parent.mkdir(parents=True, exist_ok=True)
         part.replace(target)

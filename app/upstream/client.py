@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from urllib.parse import quote
 
 import httpx
@@ -67,6 +69,7 @@ class UpstreamClient:
     ) -> None:
         self._transport = transport
         self._task_url = base_url.rstrip("/") + "/v1/video/generations/"
+        self._download_url = self._task_url + "download"
         self._api_key = api_key
         self._own_headers = _headers(api_key)
         self._extensions = timeout_extension(timeout)
@@ -90,6 +93,30 @@ class UpstreamClient:
             extensions=self._extensions,
         )
         return _interpret(await self._send(request, read=True))
+
+    @asynccontextmanager
+    async def download(
+        self, task_id: str, *, api_key: str | None = None
+    ) -> AsyncIterator[httpx.Response]:
+        """The answer of the download API, `GET {base}/v1/video/generations/download?id=…`, with
+        its body not yet read: JSON holding the whole file, to be decoded as it streams.
+
+        :raises UpstreamError: the upstream refused or failed (its body read, it is small).
+        """
+        request = httpx.Request(
+            "GET",
+            httpx.URL(self._download_url, params={"id": task_id}),
+            headers=_headers(api_key) if api_key else self._own_headers,
+            extensions=self._extensions,
+        )
+        response = await self._send(request, read=False)
+        try:
+            if response.status_code != 200:
+                await response.aread()
+                _interpret(response)  # raises: an error answer says which
+            yield response
+        finally:
+            await response.aclose()
 
     async def _send(self, request: httpx.Request, *, read: bool) -> httpx.Response:
         """`read`: the whole body is read (and the connection given back) before returning."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -17,15 +17,15 @@ def local(tmp_path: Path) -> FileStorage:
     return FileStorage.from_settings(Settings(_env_file=None, storage_dir=str(tmp_path)))
 
 
-def pieces(*chunks: bytes, then_fail: bool = False) -> Iterator[bytes]:
+async def pieces(*chunks: bytes, then_fail: bool = False) -> AsyncIterator[bytes]:
     for chunk in chunks:
         yield chunk
     if then_fail:
         raise ConnectionError("the download broke off")
 
 
-def test_a_file_is_stored_with_its_size_and_sha256(tmp_path: Path) -> None:
-    written = local(tmp_path).write(
+async def test_a_file_is_stored_with_its_size_and_sha256(tmp_path: Path) -> None:
+    written = await local(tmp_path).write(
         "videos/a.mp4", pieces(b"abc", b"def"), content_type="video/mp4", max_bytes=100
     )
     assert (written.size_bytes, written.sha256) == (6, hashlib.sha256(b"abcdef").hexdigest())
@@ -34,14 +34,14 @@ def test_a_file_is_stored_with_its_size_and_sha256(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("failure", ["too large", "broken off"])
-def test_a_write_cut_short_leaves_nothing_where_files_are_served(
+async def test_a_write_cut_short_leaves_nothing_where_files_are_served(
     tmp_path: Path, failure: str
 ) -> None:
     storage = local(tmp_path)
     chunks = pieces(b"x" * 60, b"y" * 60, then_fail=failure == "broken off")
     with pytest.raises(TooLarge if failure == "too large" else ConnectionError):
         limit = 100 if failure == "too large" else 1000
-        storage.write("videos/a.mp4", chunks, content_type="video/mp4", max_bytes=limit)
+        await storage.write("videos/a.mp4", chunks, content_type="video/mp4", max_bytes=limit)
     assert not (tmp_path / "videos/a.mp4").exists()
     assert list((tmp_path / PARTS_DIR).iterdir()) == []
 

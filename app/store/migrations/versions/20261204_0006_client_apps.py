@@ -7,7 +7,7 @@ relay encrypts them at its next start (`client_apps.encrypt_secrets_in_clear`).
 
 Revision ID: 0006
 Revises: 0005
-Create Date: 2026-12-10 10:00:00.000000
+Create Date: 2026-12-04 16:00:00.000000
 """
 
 from __future__ import annotations
