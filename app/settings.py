@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     capture: bool = True
     capture_max_bytes: int = Field(1024**3, ge=1)
     capture_timeout: float = Field(3600.0, gt=0)
-    capture_concurrency: int = Field(16, ge=1)
+    capture_concurrency: int = Field(4, ge=1)
     capture_request_timeout: float = Field(600.0, gt=0)
     storage_dir: str = "./relay-files"
     storage_url: str | None = None
