@@ -3,13 +3,26 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 import time
+
+_ID = re.compile(r"([a-z]+)_[0-9a-f]{28}")
 
 
 def new_id(prefix: str) -> str:
     """A time-ordered id: sorting by id is sorting by creation, which cursor pagination uses."""
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+def is_id(prefix: str, value: str) -> bool:
+    """Whether `value` has the form of an id `new_id(prefix)` hands out.
+
+    Routes answer 404 at once for anything else: it names nothing, and is not worth a lookup (a
+    NUL, for one, is more than PostgreSQL can compare).
+    """
+    found = _ID.fullmatch(value)
+    return found is not None and found.group(1) == prefix
 
 
 def event_id(watch_id: str, event_key: str) -> str:

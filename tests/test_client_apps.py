@@ -350,6 +350,26 @@ async def test_the_admin_api_creates_lists_rotates_and_revokes_apps(
     assert states["default"] is None and states["shop"] is not None
 
 
+async def test_client_ids_that_cannot_be_are_not_found_and_change_nothing(
+    start_relay: RelayFactory,
+) -> None:
+    async with start_relay(admin_token=ADMIN_TOKEN) as relay:
+        before = (await relay.http.get("/v1/admin/clients", headers=ADMIN)).json()
+        default_id = before["data"][0]["id"]
+        for odd in ("%00", f"{default_id}%00", "%FF", "%ED%A0%80", "x" * 8000, f"{default_id}%0A"):
+            for method, path in (
+                ("GET", f"/v1/admin/clients/{odd}"),
+                ("POST", f"/v1/admin/clients/{odd}/rotate-key"),
+                ("POST", f"/v1/admin/clients/{odd}/rotate-secret"),
+                ("POST", f"/v1/admin/clients/{odd}/revoke"),
+            ):
+                response = await relay.http.request(method, path, headers=ADMIN)
+                assert response.status_code == 404, (method, path[:60], response.text)
+                assert response.json() == {"detail": "no client app with this id"}
+        after = (await relay.http.get("/v1/admin/clients", headers=ADMIN)).json()
+    assert after == before
+
+
 async def test_an_app_over_its_rate_is_told_when_to_retry_and_another_is_not_slowed(
     start_relay: RelayFactory, receiver: Hooks
 ) -> None:

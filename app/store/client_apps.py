@@ -24,7 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.delivery.signing import generate_secret
 from app.encryption import KeyBox, UndecryptableError
-from app.ids import new_id
+from app.ids import is_id, new_id
 from app.store.database import Database, transaction
 from app.store.tables import clients
 
@@ -199,6 +199,7 @@ class ClientApps:
         return await _all(self._db)
 
     async def get(self, client_id: str) -> ClientApp:
+        _well_formed(client_id)
         app = await _one(self._db, client_id)
         if app is None:
             raise ClientNotFoundError(client_id)
@@ -210,6 +211,7 @@ class ClientApps:
         :raises ClientNotFoundError: no such app.
         :raises ClientRevokedError: the app was revoked.
         """
+        _well_formed(client_id)
         api_key = generate_api_key()
         app = await _change(self._db, client_id, lambda _: {"api_key_hash": hash_api_key(api_key)})
         return Credentials(app, api_key=api_key)
@@ -222,6 +224,7 @@ class ClientApps:
         :raises ClientNotFoundError: no such app.
         :raises ClientRevokedError: the app was revoked.
         """
+        _well_formed(client_id)
         secret = generate_secret()
         encrypted = self._key_box.encrypt(secret)
         overlap = self._overlap
@@ -245,10 +248,18 @@ class ClientApps:
 
         :raises ClientNotFoundError: no such app.
         """
+        _well_formed(client_id)
         app = await _revoke(self._db, client_id)
         if app is None:
             raise ClientNotFoundError(client_id)
         return app
+
+
+def _well_formed(client_id: str) -> None:
+    """An id of another form names no app, and is not looked up (a NUL, for one, is more than
+    PostgreSQL can compare)."""
+    if not is_id("cli", client_id):
+        raise ClientNotFoundError(client_id)
 
 
 @transaction

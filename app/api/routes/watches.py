@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -23,6 +22,7 @@ from app.api.schemas import (
     check_idempotency_key,
     check_task_id,
 )
+from app.ids import is_id
 from app.limits import LimitReachedError
 from app.registrar import IdempotencyConflict, RegistrationRefused
 from app.relay import Relay
@@ -33,7 +33,6 @@ router = APIRouter(prefix="/v1/watches", tags=["watches"], responses=errors.UNAU
 
 _NOT_FOUND = "no watch with this id"
 #: What `new_id("wat")` makes: watch ids, and so cursors.
-_WATCH_ID = re.compile(r"wat_[0-9a-f]{28}")
 
 _NOT_FOUND_RESPONSE: errors.Responses = {404: errors.error(_NOT_FOUND)}
 
@@ -111,7 +110,7 @@ async def list_watches(
     cursor: Annotated[str | None, Query(description="`next_cursor` of the previous page.")] = None,
 ) -> WatchPage:
     """The client's watches, newest first."""
-    if cursor is not None and not _WATCH_ID.fullmatch(cursor):
+    if cursor is not None and not is_id("wat", cursor):
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "cursor is not one this API returned")
     found = await watch_queries.page(
         relay.db,
@@ -182,9 +181,7 @@ async def redeliver(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
 
 
 def _known(watch_id: str) -> None:
-    """404 at once for an id that is not one this relay hands out: it names no watch, and is
-    not looked up (a NUL, for one, is more than PostgreSQL can compare)."""
-    if not _WATCH_ID.fullmatch(watch_id):
+    if not is_id("wat", watch_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
 
 
