@@ -35,7 +35,11 @@ def test_a_value_from_a_key_no_longer_configured_is_reported_not_garbled() -> No
         KeyBox.from_config(NEW).decrypt(stored)
 
 
-@pytest.mark.parametrize("config", ["", " , ", "not-a-fernet-key", f"{NEW},short"])
+@pytest.mark.parametrize(
+    "config",
+    ["", " , ", "not-a-fernet-key", f"{NEW},short"],
+    ids=["empty", "commas", "not-a-key", "one-good-one-short"],
+)
 def test_a_malformed_configuration_is_refused_with_how_to_make_a_key(config: str) -> None:
     with pytest.raises(ValueError, match="RELAY_ENCRYPTION_KEY"):
         KeyBox.from_config(config)

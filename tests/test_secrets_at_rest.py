@@ -19,6 +19,7 @@ from standardwebhooks import Webhook
 
 from app.delivery.signing import generate_secret
 from app.encryption import KeyBox, KeyMissingError, key_box_for
+from app.ids import new_id
 from app.main import create_app
 from app.relay import running
 from app.store.client_apps import hash_api_key
@@ -196,12 +197,13 @@ async def test_signing_secrets_stored_in_clear_before_are_encrypted_at_the_first
     encrypt them (the key is not in the database), the first start does."""
     hooks, callback = receiver
     in_clear = generate_secret()
+    old_id = new_id("cli")
 
     def at_revision_0005(conn: Connection) -> None:
         command.upgrade(alembic_config(conn), "0005")
         conn.execute(
             insert(clients).values(
-                id="cli_old",
+                id=old_id,
                 name="default",
                 api_key_hash=hash_api_key(API_KEY),
                 signing_secret=in_clear,
@@ -221,7 +223,7 @@ async def test_signing_secrets_stored_in_clear_before_are_encrypted_at_the_first
         [hook] = await hooks.wait_for(1)
         stored = await everything_stored(database_url)
 
-    assert shown["id"] == "cli_old" and shown["signing_secret"] == in_clear
+    assert shown["id"] == old_id and shown["signing_secret"] == in_clear
     assert Webhook(in_clear).verify(hook.body, hook.headers)
     assert in_clear.removeprefix("whsec_").encode() not in stored
 

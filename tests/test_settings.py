@@ -167,6 +167,7 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",  # 24 bytes, the minimum
         generate_secret(),
     ],
+    ids=["minimum", "generated"],
 )
 def test_a_well_formed_signing_secret_is_accepted(
     secret: str, monkeypatch: pytest.MonkeyPatch
