@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.security import HTTPBearer
@@ -126,10 +128,8 @@ async def create_client(body: ClientAppCreate, relay: RelayDep) -> ClientAppCred
 
 @router.get("/{client_id}", responses={404: errors.error(_NOT_FOUND)})
 async def get_client(client_id: str, relay: RelayDep) -> ClientAppOut:
-    try:
+    with _answering_for_the_app():
         return _out(await relay.clients.get(client_id))
-    except client_apps.ClientNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND) from None
 
 
 @router.post(
@@ -139,12 +139,8 @@ async def get_client(client_id: str, relay: RelayDep) -> ClientAppOut:
 async def rotate_key(client_id: str, relay: RelayDep) -> ClientAppCredentials:
     """A new API key for the app, shown only in this answer; the one it had is refused from
     now on, on every replica."""
-    try:
+    with _answering_for_the_app():
         made = await relay.clients.rotate_key(client_id)
-    except client_apps.ClientNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND) from None
-    except client_apps.ClientRevokedError:
-        raise HTTPException(status.HTTP_409_CONFLICT, _REVOKED) from None
     log.info("client app %s: API key rotated", client_id)
     return _credentials(made)
 
@@ -157,12 +153,8 @@ async def rotate_secret(client_id: str, relay: RelayDep) -> ClientAppCredentials
     """A new signing secret for the app. Until `previous_secret_until` (`RELAY_SECRET_OVERLAP`
     from now) webhooks carry signatures made with both the new and the previous secret, then
     with the new one only."""
-    try:
+    with _answering_for_the_app():
         made = await relay.clients.rotate_secret(client_id)
-    except client_apps.ClientNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND) from None
-    except client_apps.ClientRevokedError:
-        raise HTTPException(status.HTTP_409_CONFLICT, _REVOKED) from None
     log.info("client app %s: signing secret rotated", client_id)
     return _credentials(made)
 
@@ -171,12 +163,21 @@ async def rotate_secret(client_id: str, relay: RelayDep) -> ClientAppCredentials
 async def revoke_client(client_id: str, relay: RelayDep) -> ClientAppOut:
     """Refuse the app's API key from now on, on every replica (revoking twice is harmless).
     Its watches run to their end and still get their webhooks."""
-    try:
+    with _answering_for_the_app():
         app = await relay.clients.revoke(client_id)
-    except client_apps.ClientNotFoundError:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND) from None
     log.info("client app %s revoked", client_id)
     return _out(app)
+
+
+@contextmanager
+def _answering_for_the_app() -> Iterator[None]:
+    """The store's refusals about one app, as the HTTP answers the routes document."""
+    try:
+        yield
+    except client_apps.ClientNotFoundError:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND) from None
+    except client_apps.ClientRevokedError:
+        raise HTTPException(status.HTTP_409_CONFLICT, _REVOKED) from None
 
 
 def _out(app: client_apps.ClientApp) -> ClientAppOut:
