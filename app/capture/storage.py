@@ -13,11 +13,11 @@ import contextlib
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import obstore
 from obstore.store import LocalStore, S3Store
@@ -33,8 +33,9 @@ PART_BYTES = 5 * 1024 * 1024
 PARTS_IN_FLIGHT = 2
 #: Where local writes are made before they are renamed into place, within the storage folder.
 PARTS_DIR = ".parts"
-#: Chunks at least this large are hashed in a worker thread (smaller ones cost less than the hop).
-HASHED_IN_THREAD = 256 * 1024
+#: Chunks at least this large are hashed (and written) in a worker thread; smaller ones cost less
+#: than the hop.
+IN_THREAD_BYTES = 256 * 1024
 
 
 class TooLarge(Exception):
@@ -86,19 +87,18 @@ class FileStorage:
 
         :raises TooLarge: past `max_bytes`; the write is abandoned.
         """
-        counted = _Counted(chunks, max_bytes)
         if self._local_root is not None:
-            await _write_local(self._local_root, key, counted)
-        else:
-            await obstore.put_async(
-                self._store,
-                key,
-                counted,
-                attributes={"Content-Type": content_type},  # what presigned links serve
-                chunk_size=PART_BYTES,
-                max_concurrency=PARTS_IN_FLIGHT,
-            )
-        return Written(counted.size, counted.digest.hexdigest())
+            return await _write_local(self._local_root, key, chunks, max_bytes)
+        counted = _Counted(chunks, max_bytes)
+        await obstore.put_async(
+            self._store,
+            key,
+            counted,
+            attributes={"Content-Type": content_type},  # what presigned links serve
+            chunk_size=PART_BYTES,
+            max_concurrency=PARTS_IN_FLIGHT,
+        )
+        return counted.written()
 
     async def delete(self, key: str) -> None:
         """Deleting what is not there is not an error: cleanups may race or be repeated."""
@@ -134,45 +134,77 @@ class FileStorage:
 
 
 class _Counted:
-    """The chunks of a result, hashed and counted as they pass, refused past `max_bytes`."""
+    """The chunks of a result, hashed and counted as they pass, refused past `max_bytes`.
 
-    def __init__(self, chunks: AsyncIterator[bytes], max_bytes: int) -> None:
+    :param sink: also given each chunk, in the same worker-thread hop as its hashing (a write
+        to a local file: under sustained writes the kernel makes writers wait for its
+        write-back, which must not hold up the event loop).
+    """
+
+    def __init__(
+        self,
+        chunks: AsyncIterator[bytes],
+        max_bytes: int,
+        sink: Callable[[bytes], object] | None = None,
+    ) -> None:
         self._chunks = chunks
         self._max_bytes = max_bytes
-        self.digest = hashlib.sha256()
-        self.size = 0
+        self._sink = sink
+        self._digest = hashlib.sha256()
+        self._size = 0
 
     def __aiter__(self) -> _Counted:
         return self
 
     async def __anext__(self) -> bytes:
         chunk = await anext(self._chunks)
-        self.size += len(chunk)
-        if self.size > self._max_bytes:
+        self._size += len(chunk)
+        if self._size > self._max_bytes:
             raise TooLarge(f"the result is larger than {self._max_bytes} bytes")
-        if len(chunk) >= HASHED_IN_THREAD:
-            # Hashing lets go of the GIL: on another core, not in the event loop's time.
-            await asyncio.to_thread(self.digest.update, chunk)
+        if len(chunk) >= IN_THREAD_BYTES:
+            # Hashing and writing let go of the GIL: on another core, not in the loop's time.
+            await asyncio.to_thread(self._take, chunk)
         else:
-            self.digest.update(chunk)
+            self._take(chunk)
         return chunk
 
+    def written(self) -> Written:
+        return Written(self._size, self._digest.hexdigest())
 
-async def _write_local(root: Path, key: str, chunks: _Counted) -> None:
+    def _take(self, chunk: bytes) -> None:
+        self._digest.update(chunk)
+        if self._sink is not None:
+            self._sink(chunk)
+
+
+async def _write_local(
+    root: Path, key: str, chunks: AsyncIterator[bytes], max_bytes: int
+) -> Written:
     """Written beside the stored files and renamed into place once whole.
 
     Written directly rather than through obstore, whose streamed writes buffer whole parts (5 MB)
-    per capture and hand each chunk over to threads of their own; a write to the page cache takes
-    microseconds, so each capture holds one chunk, and costs the event loop little.
+    per capture and hand each chunk over to threads of their own: each capture holds one chunk.
+    Opening, writing and renaming happen in worker threads, as file-system calls can block.
     """
     target = root / key
     part = root / PARTS_DIR / f"{secrets.token_hex(8)}{target.suffix}"
-    part.parent.mkdir(parents=True, exist_ok=True)
+    file = await asyncio.to_thread(_create, part)
     try:
-        with part.open("wb") as file:
-            async for chunk in chunks:
-                file.write(chunk)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        part.replace(target)
+        with file:
+            counted = _Counted(chunks, max_bytes, sink=file.write)
+            async for _ in counted:
+                pass
+        await asyncio.to_thread(_move, part, target)
     finally:
         part.unlink(missing_ok=True)
+    return counted.written()
+
+
+def _create(path: Path) -> BinaryIO:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("wb")
+
+
+def _move(part: Path, target: Path) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    part.replace(target)
