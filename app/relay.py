@@ -28,6 +28,7 @@ from app.ids import new_id
 from app.metrics import Metrics
 from app.polling.policy import PollPolicy
 from app.polling.poller import Poller
+from app.pruning import Pruner
 from app.registrar import Registrar
 from app.scheduler import Ticker
 from app.settings import Settings
@@ -63,10 +64,13 @@ POLL = "poll"
 CAPTURE = "capture"
 DELIVER = "deliver"
 CLEANUP = "cleanup"
+PRUNE = "prune"
 #: Results are downloaded a piece of this many bytes at a time: one turn of the event loop each.
 CAPTURE_READ_BYTES = 1024 * 1024
 #: Seconds between two looks for captured files past their time to live.
 CLEANUP_INTERVAL = 60.0
+#: Seconds between two runs of retention: about a minute's worth of finished watches each.
+PRUNE_INTERVAL = 60.0
 #: The name of the key that signs links to captured files (`relay_secrets`).
 LINKS_SECRET = "file_links"
 
@@ -192,6 +196,13 @@ async def running(
     ticker.every_tick(CAPTURE, capturer.run)
     ticker.every_tick(DELIVER, deliverer.run)
     ticker.every(CLEANUP, CLEANUP_INTERVAL, cleanup.run)
+    pruner = Pruner(
+        db=db,
+        retention=settings.retention,
+        file_ttl=settings.file_ttl if settings.capture else None,
+    )
+    await pruner.prepare()
+    ticker.every(PRUNE, PRUNE_INTERVAL, pruner.run)
     ticker.start()
     clients = client_apps.ClientApps(db, key_box=key_box, secret_overlap=settings.secret_overlap)
     challenger = ownership.Challenger(

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     s3_secret_access_key: SecretStr | None = None
     public_url: str | None = None
     file_ttl: float = Field(7 * 24 * 3600.0, gt=0)
+    retention: float = Field(30 * 24 * 3600.0, ge=0)
     admin_token: SecretStr | None = None
     secret_overlap: float = Field(24 * 3600.0, ge=0)
     max_active_watches: int = Field(100_000, ge=0)

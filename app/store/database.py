@@ -150,8 +150,11 @@ class _AsyncDriver(Database):
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     """WAL lets other readers (a backup, an operator's `sqlite3` shell) proceed while the relay
     writes; the busy timeout absorbs another process's short write (a migration run by hand).
-    Commits leave checkpoints to `_Checkpoints`."""
+    Commits leave checkpoints to `_Checkpoints`. A new file is made able to give the space of
+    deleted rows back (`retention.give_space_back`), which must be chosen before the file holds
+    anything, switching to WAL included."""
     cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=5000")

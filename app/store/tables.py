@@ -46,6 +46,12 @@ clients = Table(
     Index("uq_clients_name", "name", unique=True),
 )
 
+#: Watches that are over (their webhook delivered or given up on, or cancelled): those not live.
+#: In literals, because SQLite uses a partial index only for a query that repeats its WHERE term
+#: word for word; and as `NOT IN`, because SQLite reads `state IN (…)` as lookups in
+#: `ix_watches_due` instead, then sorts every finished watch.
+FINISHED = text("state NOT IN ('active', 'capturing', 'notifying')")
+
 #: A task being watched for one client. `next_poll_at` and the lease columns make it work
 #: that any replica can claim (see `leases.py`). `poll_interval` is the client's own interval
 #: (null: the relay's); `not_found_since` starts the grace period of a task the upstream does not
@@ -93,6 +99,9 @@ watches = Table(
         sqlite_where=text("state != 'cancelled'"),
         postgresql_where=text("state != 'cancelled'"),
     ),
+    # Finished watches in the order they finished, for retention (`retention.py`). Partial, so
+    # that the write-back of every poll, which moves `updated_at`, does not pay for it.
+    Index("ix_watches_finished", "updated_at", sqlite_where=FINISHED, postgresql_where=FINISHED),
 )
 
 #: The outbox: a webhook to deliver, written in the same transaction as the status that caused
@@ -148,6 +157,7 @@ idempotency_keys = Table(
     Column("status_code", Integer, nullable=False),
     Column("response", Text, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
+    Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
 #: A succeeded task's result, captured once before its final event is created (`capture/`):
