@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse
 from app import relay
 from app.api import errors
 from app.api.body_limit import BodyLimit
-from app.api.routes import admin, files, recovery, service, watches
+from app.api.routes import admin, files, recovery, service, watches, webhooks
 from app.api.schemas import MAX_BODY_BYTES
 from app.capture.links import LearnOrigin, Origin
 from app.delivery.callbacks import Resolver
@@ -62,6 +62,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
     app.include_router(files.router)
     app.include_router(service.router)
     app.include_router(admin.router)
+    app.webhooks.include_router(webhooks.router)
     if settings.admin_token is None:
         app.add_middleware(admin.Hidden)
     if settings.simulator:

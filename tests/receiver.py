@@ -38,6 +38,8 @@ class Receiver:
     """Answers each webhook with the next scripted answer (then `default_status`) and keeps it."""
 
     default_status: int = 204
+    #: Answer `webhook.verify` challenges as a receiver that owns its callback does.
+    echo_challenges: bool = False
     scripted: deque[Answer] = field(default_factory=deque)
     received: list[Received] = field(default_factory=list)
     _arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
@@ -61,6 +63,8 @@ class Receiver:
         async with self._arrived:
             self.received.append(arrived)
             self._arrived.notify_all()
+        if self.echo_challenges and (challenge := _challenge(body)) is not None:
+            return Response(json.dumps({"challenge": challenge}), media_type="application/json")
         answer = self.scripted.popleft() if self.scripted else Answer(self.default_status)
         await asyncio.sleep(answer.delay)
         content = answer.body
@@ -87,3 +91,11 @@ class Receiver:
         async with asyncio.timeout(within), self._arrived:
             await self._arrived.wait_for(lambda: len(self.received) >= count)
         return list(self.received)
+
+
+def _challenge(body: bytes) -> str | None:
+    event = json.loads(body)
+    if event.get("type") != "webhook.verify":
+        return None
+    challenge: str = event["data"]["challenge"]
+    return challenge

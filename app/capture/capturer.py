@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from app.capture.links import FileLinks
 from app.capture.sources import CaptureFailed, ResultSource
 from app.capture.storage import FileStorage, TooLarge
+from app.delivery.bodies import CapturedVideo
 from app.delivery.webhooks import CaptureError, CaptureReport
 from app.encryption import KeyBox, UndecryptableError, watch_key
 from app.metrics import Metrics
@@ -125,7 +126,7 @@ class Capturer:
             return self._failed(capture, error, False)
         self._metrics.capture_seconds.observe(time.perf_counter() - started)
         self._metrics.capture_bytes.inc(stored.size_bytes)
-        video = {
+        video: CapturedVideo = {
             "url": self._links.url(capture.id, stored.expires_at),
             "source_url": capture.source_url if capture.inline_data is None else None,
             "content_type": stored.content_type,

@@ -13,14 +13,16 @@ import json
 import secrets
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Final
 
 import httpx
 
+from app.delivery.bodies import WebhookVerifyEvent
 from app.delivery.callbacks import CallbackRefused
 from app.delivery.signing import signature_headers
 from app.transport import USER_AGENT, parsed_url, timeout_extension
 
-VERIFY_EVENT = "webhook.verify"
+VERIFY_EVENT: Final = "webhook.verify"
 #: The longest a registration waits for the receiver's answer, in seconds.
 CHALLENGE_TIMEOUT = 5.0
 #: How much of the answer is read: an echoed challenge is well under 100 bytes.
@@ -60,15 +62,13 @@ class Challenger:
         challenge = secrets.token_urlsafe(32)
         message_id = f"msg_verify_{secrets.token_hex(12)}"
         at = datetime.now(UTC)
-        body = json.dumps(
-            {
-                "id": message_id,
-                "type": VERIFY_EVENT,
-                "timestamp": at.isoformat().replace("+00:00", "Z"),
-                "data": {"challenge": challenge, "callback_url": callback_url},
-            },
-            separators=(",", ":"),
-        )
+        event: WebhookVerifyEvent = {
+            "id": message_id,
+            "type": VERIFY_EVENT,
+            "timestamp": at.isoformat().replace("+00:00", "Z"),
+            "data": {"challenge": challenge, "callback_url": callback_url},
+        }
+        body = json.dumps(event, separators=(",", ":"))
         secret = await self._signing_secret(client_id)
         request = httpx.Request(
             "POST",

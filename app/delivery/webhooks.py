@@ -7,12 +7,23 @@ sends `task.updated` events.
 
 from __future__ import annotations
 
-import enum
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
+from typing_extensions import TypedDict
+
+from app.delivery.bodies import (
+    CapturedVideo,
+    CaptureFailure,
+    ExpiryReason,
+    TaskFailedEvent,
+    TaskSucceededEvent,
+    TaskUpdatedEvent,
+    WatchExpiredEvent,
+)
 from app.ids import event_id
 from app.states import EventState
 from app.upstream import TaskSnapshot, TaskStatus, parse_snapshot
@@ -20,20 +31,16 @@ from app.upstream import TaskSnapshot, TaskStatus, parse_snapshot
 if TYPE_CHECKING:
     from app.work import CapturedWatch, PollResult
 
-SUCCEEDED = "task.succeeded"
-FAILED = "task.failed"
-UPDATED = "task.updated"
-EXPIRED = "watch.expired"
+SUCCEEDED: Final = "task.succeeded"
+FAILED: Final = "task.failed"
+UPDATED: Final = "task.updated"
+EXPIRED: Final = "watch.expired"
 
 #: Sent when the watch ends, whatever it subscribed to: the webhook the relay exists for.
 TERMINAL = frozenset({SUCCEEDED, FAILED, EXPIRED})
+#: Every event a watch can send (`webhook.verify`, sent before there is a watch, is not one).
+EVENT_TYPES = frozenset({SUCCEEDED, FAILED, UPDATED, EXPIRED})
 DEFAULT_SUBSCRIPTION = (SUCCEEDED, FAILED)
-
-
-class ExpiryReason(enum.StrEnum):
-    TASK_NOT_FOUND = "task_not_found"
-    UPSTREAM_UNAUTHORIZED = "upstream_unauthorized"
-    DEADLINE_EXCEEDED = "deadline_exceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +61,7 @@ class CaptureError:
 class CaptureReport:
     """What became of a result: stored (`video`, the body of `data.video`) or not (`error`)."""
 
-    video: dict[str, Any] | None
+    video: CapturedVideo | None
     error: CaptureError | None
 
 
@@ -71,6 +78,18 @@ def event_type(status: TaskStatus) -> str:
     return UPDATED
 
 
+class _Known(TypedDict, total=False):
+    """What the upstream told of a task, when it did; the relay's link replaces the upstream's."""
+
+    progress: float
+    url: str
+
+
+class _Captured(TypedDict, total=False):
+    video: CapturedVideo
+    capture_error: CaptureFailure
+
+
 def build_payload(
     *,
     event_id: str,
@@ -83,27 +102,72 @@ def build_payload(
 ) -> str:
     """`capture` is what became of the result of a succeeded task, when the relay captured it:
     its own link replaces the upstream's, which is kept as `video.source_url`."""
-    data: dict[str, Any] = {
-        "watch_id": watch_id,
-        "task_id": task_id,
-        "status": snapshot.status.value,
-        "upstream_status": snapshot.upstream_status,
-    }
+    known: _Known = {}
     if snapshot.progress is not None:
-        data["progress"] = snapshot.progress
-    source_url = snapshot.url if snapshot.url is not None and is_link(snapshot.url) else None
-    if capture is not None and capture.video is not None:
-        data["url"] = capture.video["url"]
-        data["video"] = capture.video
-    elif source_url is not None:
-        data["url"] = source_url
-    if capture is not None and capture.error is not None:
-        data["capture_error"] = {"code": capture.error.code, "message": capture.error.message}
-    if snapshot.error is not None:
-        data["error"] = {"code": snapshot.error.code, "message": snapshot.error.message}
-    data["metadata"] = metadata
-    data["upstream"] = without_inline_files(snapshot.body)
-    return _envelope(event_id, event_type(snapshot.status), created_at, data)
+        known["progress"] = snapshot.progress
+    if snapshot.url is not None and is_link(snapshot.url):
+        known["url"] = snapshot.url
+    timestamp = _timestamp(created_at)
+    upstream = without_inline_files(snapshot.body)
+    status = snapshot.status
+    if status is TaskStatus.SUCCEEDED:
+        captured: _Captured = {}
+        if capture is not None and capture.video is not None:
+            known["url"] = capture.video["url"]
+            captured["video"] = capture.video
+        if capture is not None and capture.error is not None:
+            error = capture.error
+            captured["capture_error"] = {"code": error.code, "message": error.message}
+        succeeded: TaskSucceededEvent = {
+            "id": event_id,
+            "type": SUCCEEDED,
+            "timestamp": timestamp,
+            "data": {
+                "watch_id": watch_id,
+                "task_id": task_id,
+                "status": status,
+                "upstream_status": snapshot.upstream_status,
+                **known,
+                **captured,
+                "metadata": metadata,
+                "upstream": upstream,
+            },
+        }
+        return _serialized(succeeded)
+    if status is TaskStatus.FAILED:
+        reason = snapshot.error
+        assert reason is not None  # a failed snapshot always says why
+        failed: TaskFailedEvent = {
+            "id": event_id,
+            "type": FAILED,
+            "timestamp": timestamp,
+            "data": {
+                "watch_id": watch_id,
+                "task_id": task_id,
+                "status": status,
+                "upstream_status": snapshot.upstream_status,
+                **known,
+                "error": {"code": reason.code, "message": reason.message},
+                "metadata": metadata,
+                "upstream": upstream,
+            },
+        }
+        return _serialized(failed)
+    updated: TaskUpdatedEvent = {
+        "id": event_id,
+        "type": UPDATED,
+        "timestamp": timestamp,
+        "data": {
+            "watch_id": watch_id,
+            "task_id": task_id,
+            "status": status,
+            "upstream_status": snapshot.upstream_status,
+            **known,
+            "metadata": metadata,
+            "upstream": upstream,
+        },
+    }
+    return _serialized(updated)
 
 
 def build_expiry_payload(
@@ -117,15 +181,20 @@ def build_expiry_payload(
     expiry: Expiry,
 ) -> str:
     """`upstream_status` is the last status seen, if any: it tells how far the task had got."""
-    data: dict[str, Any] = {
-        "watch_id": watch_id,
-        "task_id": task_id,
-        "status": "expired",
-        "upstream_status": upstream_status,
-        "error": {"code": expiry.reason.value, "message": expiry.message},
-        "metadata": metadata,
+    expired: WatchExpiredEvent = {
+        "id": event_id,
+        "type": EXPIRED,
+        "timestamp": _timestamp(created_at),
+        "data": {
+            "watch_id": watch_id,
+            "task_id": task_id,
+            "status": "expired",
+            "upstream_status": upstream_status,
+            "error": {"code": expiry.reason, "message": expiry.message},
+            "metadata": metadata,
+        },
     }
-    return _envelope(event_id, EXPIRED, created_at, data)
+    return _serialized(expired)
 
 
 def outbox_row(result: PollResult, now: datetime) -> dict[str, Any]:
@@ -139,9 +208,8 @@ def outbox_row(result: PollResult, now: datetime) -> dict[str, Any]:
         "task_id": watch.task_id,
         "metadata": watch.metadata,
     }
+    kind, new_id = event_of(result)
     if result.expiry is not None:
-        kind = EXPIRED
-        new_id = event_id(watch.id, kind)
         payload = build_expiry_payload(
             event_id=new_id,
             upstream_status=watch.upstream_status,
@@ -150,10 +218,18 @@ def outbox_row(result: PollResult, now: datetime) -> dict[str, Any]:
         )
     else:
         assert snapshot is not None
-        kind = event_type(snapshot.status)
-        new_id = event_id(watch.id, kind if result.final else f"{kind}:{seq}")
         payload = build_payload(event_id=new_id, snapshot=snapshot, **described)
     return _row(new_id, kind, payload, watch.id, watch.client_id, watch.callback_url, seq, now)
+
+
+def event_of(result: PollResult) -> tuple[str, str]:
+    """The type and the id of the webhook that tells of `result`."""
+    watch, snapshot = result.watch, result.snapshot
+    if result.expiry is not None:
+        return EXPIRED, event_id(watch.id, EXPIRED)
+    assert snapshot is not None
+    kind = event_type(snapshot.status)
+    return kind, event_id(watch.id, kind if result.final else f"{kind}:{watch.event_seq + 1}")
 
 
 def captured_outbox_row(
@@ -201,13 +277,11 @@ def _row(
     }
 
 
-def _envelope(event_id: str, kind: str, created_at: datetime, data: dict[str, Any]) -> str:
-    body = {
-        "id": event_id,
-        "type": kind,
-        "timestamp": created_at.isoformat().replace("+00:00", "Z"),
-        "data": data,
-    }
+def _timestamp(created_at: datetime) -> str:
+    return created_at.isoformat().replace("+00:00", "Z")
+
+
+def _serialized(body: Mapping[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 

@@ -10,7 +10,8 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from app.delivery.webhooks import Expiry, ExpiryReason
+from app.delivery.bodies import ExpiryReason
+from app.delivery.webhooks import Expiry
 from app.upstream import TaskSnapshot, UpstreamError, UpstreamErrorKind
 from app.work import DueWatch, PollResult
 

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
+from app.delivery.bodies import ExpiryReason
 from app.delivery.webhooks import (
     EXPIRED,
     FAILED,
     SUCCEEDED,
     Expiry,
-    ExpiryReason,
     build_expiry_payload,
     build_payload,
     event_type,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from app.delivery.webhooks import ExpiryReason
+from app.delivery.bodies import ExpiryReason
 from app.polling.policy import REFUSALS_ALLOWED, PollPolicy
 from app.upstream import UpstreamError, UpstreamErrorKind, parse_snapshot
 from app.work import DueWatch
