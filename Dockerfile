@@ -20,4 +20,6 @@ USER 10001
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz')"]
-CMD ["uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000", "--proxy-headers"]
+# uvicorn with the relay's defaults (proxy headers from FORWARDED_ALLOW_IPS, as uvicorn's own);
+# on SIGTERM it is gone within RELAY_SHUTDOWN_GRACE plus a second.
+CMD ["video-webhook-relay", "serve", "--host", "0.0.0.0", "--port", "8000"]

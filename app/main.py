@@ -21,13 +21,21 @@ from app.api.schemas import MAX_BODY_BYTES
 from app.capture.links import LearnOrigin, Origin
 from app.delivery.callbacks import Resolver
 from app.settings import Settings
+from app.stopping import StopClock
 
 VERSION = "0.1.0"
 UPSTREAM_KEY_FIELD = "upstream_api_key"
 
 
-def create_app(settings: Settings | None = None, *, resolver: Resolver | None = None) -> FastAPI:
-    """:param resolver: looks up callbacks' host names (default: the system's resolver)."""
+def create_app(
+    settings: Settings | None = None,
+    *,
+    resolver: Resolver | None = None,
+    stop_clock: StopClock | None = None,
+) -> FastAPI:
+    """:param resolver: looks up callbacks' host names (default: the system's resolver).
+    :param stop_clock: marked by the server when it is asked to stop (`relay.running`).
+    """
     settings = settings or Settings()
     origin = Origin(settings.public_url)
     served = None
@@ -41,7 +49,7 @@ def create_app(settings: Settings | None = None, *, resolver: Resolver | None = 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         _configure_logging()
         async with relay.running(
-            settings, served=served, origin=origin, resolver=resolver
+            settings, served=served, origin=origin, resolver=resolver, stop_clock=stop_clock
         ) as running:
             app.state.relay = running
             _spare_the_startup_objects_from_the_collector()

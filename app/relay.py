@@ -32,7 +32,8 @@ from app.pruning import Pruner
 from app.registrar import Registrar
 from app.scheduler import Ticker
 from app.settings import Settings
-from app.store import client_apps, leases, registrations, relay_secrets
+from app.stopping import StopClock
+from app.store import client_apps, leases, registrations, relay_secrets, sqlite_guard
 from app.store.database import Database, erase_replaced_data, migrate, open_database
 from app.upstream import UpstreamClient
 from app.upstream.circuit import Circuit
@@ -82,17 +83,42 @@ async def running(
     served: ServedAddress | None = None,
     origin: Origin | None = None,
     resolver: Resolver | None = None,
+    stop_clock: StopClock | None = None,
 ) -> AsyncIterator[Relay]:
     """Start everything in dependency order and stop it in reverse, gracefully.
 
-    On the way out, runs in progress get `shutdown_grace` seconds to finish; whatever they had
-    claimed and not finished is released so the next start (or another replica) takes it at once.
+    On the way out, work in flight gets what is left of `shutdown_grace` to finish, and is then
+    cancelled; whatever was claimed and not finished is released so the next start (or another
+    replica) takes it at once.
 
     :param served: where the relay is served, when it polls its own simulator.
     :param origin: what links to captured files are built on (default: `RELAY_PUBLIC_URL`).
     :param resolver: looks up callbacks' host names (default: the system's; tests stand in
         for DNS with their own).
+    :param stop_clock: when the relay was asked to stop, which the grace is counted from
+        (default: when it begins to stop).
+    :raises sqlite_guard.DatabaseInUseError: another relay is running on the same SQLite file.
     """
+    with sqlite_guard.held(settings.database_url):
+        async with _started(
+            settings,
+            served=served,
+            origin=origin,
+            resolver=resolver,
+            stop_clock=stop_clock or StopClock(),
+        ) as relay:
+            yield relay
+
+
+@asynccontextmanager
+async def _started(
+    settings: Settings,
+    *,
+    served: ServedAddress | None,
+    origin: Origin | None,
+    resolver: Resolver | None,
+    stop_clock: StopClock,
+) -> AsyncIterator[Relay]:
     db, key_box = await open_store(settings)
     await _bootstrap(db, settings, key_box)
     owner = new_id("own")
@@ -228,12 +254,12 @@ async def running(
             storage,
         )
     finally:
-        await ticker.stop(settings.shutdown_grace)
-        await asyncio.gather(
-            poller.drain(settings.shutdown_grace),
-            capturer.drain(settings.shutdown_grace),
-            deliverer.drain(settings.shutdown_grace),
-        )
+
+        def left() -> float:
+            return stop_clock.seconds_left(settings.shutdown_grace)
+
+        await ticker.stop(left())
+        await asyncio.gather(poller.drain(left()), capturer.drain(left()), deliverer.drain(left()))
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()

@@ -127,6 +127,11 @@ class Ticker:
         for timer in self._timers.values():
             timer.cancel()
         self._timers.clear()
-        if self._running:
-            await asyncio.wait(set(self._running.values()), timeout=grace)
+        runs = set(self._running.values()) | self._kicks
+        if runs:
+            await asyncio.wait(runs, timeout=grace)
+        for run in runs:
+            run.cancel()
+        if runs:
+            await asyncio.wait(runs)
         self._scheduler.shutdown(wait=False)

@@ -52,6 +52,13 @@ class Slots:
             self._on_refill()
 
     async def drain(self, grace: float) -> None:
-        """Let the work under way finish (graceful shutdown); what is cut off keeps its lease."""
+        """Let the work under way finish (graceful shutdown), for `grace` seconds at most; then
+        cancel what is left, which keeps its lease (released or lapsing, the work is done again),
+        so that a request that never ends does not keep the process from stopping."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=grace)
+        cut = set(self._tasks)
+        for task in cut:
+            task.cancel()
+        if cut:
+            await asyncio.wait(cut)

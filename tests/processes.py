@@ -16,12 +16,22 @@ from tests.conftest import API_KEY, ENCRYPTION_KEY, SIGNING_SECRET, UPSTREAM_KEY
 from tests.flaky_upstream import FlakyUpstream
 from tests.servers import free_port
 
+#: `python -m …` of the two ways operators start the relay; the port is appended.
+UVICORN = ("uvicorn", "app.main:app")
+SERVE = ("app", "serve")
+
 
 @asynccontextmanager
 async def relay_process(
-    database_url: str, upstream: Upstream | FlakyUpstream, log: Path, **env: str
+    database_url: str,
+    upstream: Upstream | FlakyUpstream,
+    log: Path,
+    launch: tuple[str, ...] = UVICORN,
+    /,
+    **env: str,
 ) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
-    """The relay as operators run it: `uvicorn app.main:app`, configured by the environment."""
+    """The relay as operators run it (`uvicorn app.main:app`, or `launch`), configured by the
+    environment."""
     port = free_port()
     env = {
         **os.environ,
@@ -45,7 +55,7 @@ async def relay_process(
         env.setdefault("RELAY_ENCRYPTION_KEY", ENCRYPTION_KEY)
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "uvicorn", "app.main:app", "--port", str(port),
+            sys.executable, "-m", *launch, "--port", str(port),
             env=env, stdout=output, stderr=output,
         )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"

@@ -218,6 +218,8 @@ async def test_after_a_rotation_both_secrets_verify_until_the_overlap_ends_then_
     assert after.json()["previous_secret_until"] is None
 
 
+# Replicas share PostgreSQL: a second relay on a SQLite file is refused (test_sqlite_guard).
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 async def test_a_rotated_or_revoked_key_is_refused_at_once_by_every_replica(
     start_relay: RelayFactory,
 ) -> None:

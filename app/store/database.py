@@ -23,11 +23,14 @@ import sqlite3
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy import create_engine as create_sync_engine
 from sqlalchemy.engine import make_url
@@ -174,6 +177,42 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def migrate(conn: Connection) -> None:
     """Upgrade to the latest schema at start, so a new version needs no separate step."""
     command.upgrade(alembic_config(conn), "head")
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    """Where a database's schema stands against the migrations of this version."""
+
+    #: The revision the database is at; None before the first migration.
+    current: str | None
+    #: The revision this version needs.
+    latest: str
+    #: Whether this version knows `current`: a newer version may have migrated past it.
+    known: bool
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.current == self.latest
+
+
+@transaction
+def schema_state(conn: Connection) -> SchemaState:
+    """Read without writing: the database may be one a relay is using."""
+    scripts = ScriptDirectory.from_config(alembic_config())
+    current = MigrationContext.configure(conn).get_current_revision()
+    latest = scripts.get_current_head()
+    if latest is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
+    known = current is None or current in {script.revision for script in scripts.walk_revisions()}
+    return SchemaState(current, latest, known)
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file a SQLite URL names; None for an in-memory database or another server."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
 
 
 @transaction
