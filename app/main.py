@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gc
-import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,7 +12,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from app import relay
+from app import logs, relay
 from app.api import errors
 from app.api.body_limit import BodyLimit
 from app.api.routes import admin, files, recovery, service, watches, webhooks
@@ -37,6 +36,7 @@ def create_app(
     :param stop_clock: marked by the server when it is asked to stop (`relay.running`).
     """
     settings = settings or Settings()
+    logs.configure(settings)
     origin = Origin(settings.public_url)
     served = None
     if settings.simulator:
@@ -47,7 +47,6 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        _configure_logging()
         async with relay.running(
             settings, served=served, origin=origin, resolver=resolver, stop_clock=stop_clock
         ) as running:
@@ -110,16 +109,6 @@ def _spare_the_startup_objects_from_the_collector() -> None:
     back)."""
     gc.collect()
     gc.freeze()
-
-
-def _configure_logging() -> None:
-    """Give the relay's own loggers a handler when the server has not configured one.
-
-    Only the relay's loggers speak at INFO; libraries (APScheduler logs every run) at WARNING.
-    """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s:  %(name)s: %(message)s")
-        logging.getLogger("app").setLevel(logging.INFO)
 
 
 app = create_app()

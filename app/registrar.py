@@ -8,6 +8,7 @@ that carries an `Idempotency-Key` is answered as the first one with that key was
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from app.settings import Settings
 from app.store import idempotency, watch_queries
 from app.store.database import Database
 from app.store.registrations import Registrations
+
+log = logging.getLogger(__name__)
 
 
 class RegistrationRefused(ValueError):
@@ -104,6 +107,11 @@ class Registrar:
             poll_interval=request.poll_interval,
             upstream_api_key_encrypted=encrypted_key,
         )
+        if created:
+            log.info(
+                "watch registered",
+                extra={"watch_id": watch.id, "task_id": watch.task_id, "client_id": client_id},
+            )
         if created and self._cap is not None:
             self._cap.added(client_id)
         # Serialized here, once: returned as a model, the route would validate it all over again.

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import httpx
 from pydantic import SecretStr
 
-from app import encryption, transport
+from app import encryption, logs, transport
 from app.capture.capturer import Capturer
 from app.capture.cleanup import FileCleanup
 from app.capture.links import FALLBACK_ORIGIN, FileLinks, Origin
@@ -321,6 +321,7 @@ async def _bootstrap(db: Database, settings: Settings, key_box: KeyBox) -> None:
             "RELAY_API_KEY is not set, so an API key was generated. It is shown only this once; "
             "store it, or set RELAY_API_KEY to replace it:\n\n    RELAY_API_KEY=%s\n",
             boot.generated_api_key,
+            extra={logs.SHOWN: boot.generated_api_key},  # the one secret a line may show
         )
     if boot.generated_signing_secret:
         log.warning(

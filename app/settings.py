@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -81,6 +81,8 @@ class Settings(BaseSettings):
     secret_overlap: float = Field(24 * 3600.0, ge=0)
     max_active_watches: int = Field(100_000, ge=0)
     rate_limit: float = Field(0.0, ge=0)
+    log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
+    log_format: Literal["auto", "json", "text"] = "auto"
 
     @field_validator("retry_schedule", mode="before")
     @classmethod
@@ -100,6 +102,12 @@ class Settings(BaseSettings):
         ):
             raise ValueError(f"retry delays must be between 0 and {MAX_RETRY_DELAY:.0f} seconds")
         return value
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower_case(cls, value: object) -> object:
+        """`INFO` and `JSON` are written as often as `info` and `json`."""
+        return value.lower() if isinstance(value, str) else value
 
     @field_validator("callback_allowlist", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Any
 
 from app.delivery import webhooks
 from app.states import EventState, WatchState
-from app.upstream import TaskSnapshot
+from app.upstream import TaskSnapshot, TaskStatus
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,13 @@ class PollResult:
             self.snapshot is not None and self.snapshot.status.terminal
         )
 
+    @property
+    def succeeded(self) -> bool:
+        """The task was seen to succeed (its result may be captured before its event)."""
+        return self.expiry is None and (
+            self.snapshot is not None and self.snapshot.status is TaskStatus.SUCCEEDED
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class DueEvent:
@@ -74,6 +81,7 @@ class DueEvent:
 
     id: str
     watch_id: str
+    client_id: str
     type: str
     callback_url: str
     payload: str

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from app.capture.links import FileLinks
 from app.capture.sources import CaptureFailed, ResultSource
 from app.capture.storage import FileStorage, TooLarge
+from app.delivery import webhooks
 from app.delivery.bodies import CapturedVideo
 from app.delivery.webhooks import CaptureError, CaptureReport
 from app.encryption import KeyBox, UndecryptableError, watch_key
@@ -101,8 +102,10 @@ class Capturer:
             counted = await self._recorder.submit(outcome)
         except Exception:
             # The lease will lapse and the capture be tried again: nothing is lost.
-            log.exception("could not record the capture of watch %s", capture.id)
+            log.exception("could not record a capture", extra=_ids(capture))
             return
+        if counted:
+            _log_capture(outcome)
         if not counted and outcome.stored is not None:
             # Cancelled meanwhile, or taken over by another replica: this copy is nobody's.
             await self._storage.delete(outcome.stored.key)
@@ -116,12 +119,11 @@ class Capturer:
         try:
             stored = await self._obtain(capture)
         except CaptureFailed as exc:
-            log.info("capture of watch %s failed: %s", capture.id, exc.message)
             return self._failed(capture, CaptureError(exc.code, exc.message), exc.permanent)
         except UndecryptableError as exc:
             return self._failed(capture, CaptureError("upstream_key", str(exc)), True)
         except Exception as exc:
-            log.exception("capture of watch %s failed unexpectedly", capture.id)
+            log.exception("capture failed unexpectedly", extra=_ids(capture))
             error = CaptureError("internal_error", f"internal error: {type(exc).__name__}")
             return self._failed(capture, error, False)
         self._metrics.capture_seconds.observe(time.perf_counter() - started)
@@ -170,6 +172,31 @@ class Capturer:
         if permanent or retry_at >= capture.deadline_at:
             return CaptureOutcome(capture, None, error, None, CaptureReport(None, error))
         return CaptureOutcome(capture, None, error, retry_at, None)
+
+
+def _ids(capture: DueCapture) -> dict[str, str]:
+    return {"watch_id": capture.id, "task_id": capture.task_id, "client_id": capture.client_id}
+
+
+def _log_capture(outcome: CaptureOutcome) -> None:
+    """Once recorded: what became of the try, and the webhook that a capture's end makes."""
+    ids = _ids(outcome.capture)
+    if outcome.stored is not None:
+        stored = outcome.stored
+        log.info("capture stored", extra={**ids, "size_bytes": stored.size_bytes})
+    elif outcome.error is not None:
+        failure = {**ids, "code": outcome.error.code, "error": outcome.error.message}
+        if outcome.retry_at is not None:
+            retry = outcome.retry_at.isoformat().replace("+00:00", "Z")
+            log.info("capture try failed", extra={**failure, "retry_at": retry})
+        else:
+            log.warning("capture failed", extra=failure)
+    if outcome.final:
+        event_id = webhooks.captured_event_id(outcome.capture.id)
+        log.info(
+            "event created",
+            extra={**ids, "event_id": event_id, "event_type": webhooks.SUCCEEDED},
+        )
 
 
 def _outcome_label(outcome: CaptureOutcome) -> str:

@@ -8,6 +8,7 @@ import asyncio
 
 import uvicorn
 
+from app import logs
 from app.cli.common import DEFAULT_RELAY_URL, Commands, api_key, fail
 from app.devkit import listener, mounted_simulator, trigger
 from app.settings import Settings
@@ -71,7 +72,8 @@ def add_commands(commands: Commands) -> None:
 def _simulator(args: argparse.Namespace) -> int:
     from app.devkit.simulator import create_simulator
 
-    uvicorn.run(create_simulator(), host=args.host, port=args.port)
+    log_config = logs.uvicorn_config(Settings())
+    uvicorn.run(create_simulator(), host=args.host, port=args.port, log_config=log_config)
     return 0
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
 
+from app import logs
 from app.cli.common import Commands, fail
 from app.settings import Settings
 from app.stopping import StopClock
@@ -93,6 +94,7 @@ def _serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         lifespan="on",
+        log_config=logs.uvicorn_config(settings),
         # What uvicorn waits for HTTP requests in flight: at most the grace, which the relay's
         # own work counts from the same signal.
         timeout_graceful_shutdown=int(settings.shutdown_grace),

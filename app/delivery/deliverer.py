@@ -112,14 +112,13 @@ class Deliverer:
         retry_at = None if result.delivered else self._next_attempt(event, result)
         outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")
         self._metrics.deliveries.labels(outcome=outcome).inc()
-        if outcome == "dead":
-            log.warning("giving up on event %s after %d attempts", event.id, event.attempts + 1)
         try:
             await self._recorder.submit(Outcome(event, result, retry_at))
         except Exception:
             # The lease will lapse and the event be delivered again: at least once, never lost.
-            log.exception("could not record the delivery of event %s", event.id)
+            log.exception("could not record a delivery", extra=_ids(event))
             return
+        _log_attempt(event, result, retry_at)
         if retry_at is not None:
             self._claim_again_at(retry_at)
 
@@ -180,7 +179,7 @@ class Deliverer:
         except UndecryptableError as exc:
             # Not sent unsigned: the event follows its schedule, and `recover` sends it again
             # once the key is configured again.
-            log.error("event %s not sent: %s", event.id, exc)
+            log.error("event not sent: %s", exc, extra=_ids(event))
             error = f"not sent: {exc}"
         except httpx.TimeoutException:
             error = "timeout"
@@ -189,7 +188,7 @@ class Deliverer:
         except Exception as exc:
             # Recorded as a failed attempt so the event still follows its schedule to the end,
             # instead of being reclaimed and failing the same way forever.
-            log.exception("delivery of event %s failed unexpectedly", event.id)
+            log.exception("delivery failed unexpectedly", extra=_ids(event))
             error = f"internal error: {type(exc).__name__}"
         if status_code == GONE:
             error = "HTTP 410: the receiver asked for no more deliveries of this event"
@@ -205,6 +204,32 @@ class Deliverer:
             response_excerpt=excerpt,
             retry_after=retry_after,
         )
+
+
+def _ids(event: DueEvent) -> dict[str, str]:
+    return {
+        "event_id": event.id,
+        "event_type": event.type,
+        "watch_id": event.watch_id,
+        "client_id": event.client_id,
+    }
+
+
+def _log_attempt(event: DueEvent, result: AttemptResult, retry_at: datetime | None) -> None:
+    """Every attempt, once recorded, so that a webhook's course can be followed line by line."""
+    fields = {
+        **_ids(event),
+        "attempt": event.attempts + 1,
+        "status_code": result.status_code,
+        "duration_ms": result.duration_ms,
+    }
+    if result.delivered:
+        log.info("delivery succeeded", extra=fields)
+    elif retry_at is not None:
+        retry = retry_at.isoformat().replace("+00:00", "Z")
+        log.info("delivery failed", extra={**fields, "error": result.error, "retry_at": retry})
+    else:
+        log.warning("delivery dead-lettered", extra={**fields, "error": result.error})
 
 
 def _retry_after(value: str | None, now: datetime) -> float | None:

@@ -232,13 +232,18 @@ def event_of(result: PollResult) -> tuple[str, str]:
     return kind, event_id(watch.id, kind if result.final else f"{kind}:{watch.event_seq + 1}")
 
 
+def captured_event_id(watch_id: str) -> str:
+    """The id of the `task.succeeded` of a watch whose result was captured."""
+    return event_id(watch_id, SUCCEEDED)
+
+
 def captured_outbox_row(
     watch: CapturedWatch, upstream_body: Any, capture: CaptureReport, now: datetime
 ) -> dict[str, Any]:
     """The outbox row of the `task.succeeded` of a watch whose result was captured (or could
     not be): made once the capture is over, from the task as the upstream described it."""
     seq = watch.event_seq + 1
-    new_id = event_id(watch.id, SUCCEEDED)
+    new_id = captured_event_id(watch.id)
     payload = build_payload(
         event_id=new_id,
         created_at=now,

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from app.delivery import webhooks
 from app.encryption import KeyBox, UndecryptableError, watch_key
 from app.metrics import Metrics
 from app.polling.policy import PollPolicy
@@ -102,18 +103,39 @@ class Poller:
             self._slots.give_back()
         if result.expiry is not None:
             self._metrics.expiries.labels(reason=result.expiry.reason.value).inc()
+        if log.isEnabledFor(logging.DEBUG):
+            status = result.snapshot.status.value if result.snapshot is not None else None
+            log.debug("task polled", extra={**_ids(watch), "status": status, "error": result.error})
         try:
             await self._recorder.submit(result)
         except Exception:
             # The lease will lapse and the watch be polled again: nothing is lost.
-            log.exception("could not record the poll of task %s", watch.task_id)
+            log.exception("could not record a poll", extra=_ids(watch))
 
     async def _record(self, results: Sequence[PollResult]) -> list[None]:
-        if await polls.record_polls(
-            self._db, owner=self._owner, results=results, capture_timeout=self._capture_timeout
-        ):
+        moved = set(
+            await polls.record_polls(
+                self._db, owner=self._owner, results=results, capture_timeout=self._capture_timeout
+            )
+        )
+        if moved:
             self._on_events()
+            self._log_moves([result for result in results if result.watch.id in moved])
         return [None] * len(results)
+
+    def _log_moves(self, moved: Sequence[PollResult]) -> None:
+        """Once written: the task's end (or the watch's expiry) and the webhook that tells of
+        it, unless the result is captured first (the capturer tells of that webhook)."""
+        for result in moved:
+            ids = _ids(result.watch)
+            if result.expiry is not None:
+                log.info("watch expired", extra={**ids, "reason": result.expiry.reason.value})
+            elif result.final and result.snapshot is not None:
+                log.info("task ended", extra={**ids, "status": result.snapshot.status.value})
+            if self._capture_timeout is not None and result.succeeded:
+                continue
+            kind, event_id = webhooks.event_of(result)
+            log.info("event created", extra={**ids, "event_id": event_id, "event_type": kind})
 
     async def _poll(self, watch: DueWatch) -> PollResult:
         now = datetime.now(UTC)
@@ -123,7 +145,7 @@ class Poller:
         try:
             key = watch_key(self._key_box, watch.upstream_api_key_encrypted)
         except UndecryptableError as exc:
-            log.error("cannot poll task %s: %s", watch.task_id, exc)
+            log.error("cannot poll the task: %s", exc, extra=_ids(watch))
             return self._policy.after_error(watch, None, str(exc), now)
         if self._rate_limiter is not None:
             waited = await self._rate_limiter.wait(self._upstream.key_for(key))
@@ -137,19 +159,22 @@ class Poller:
             self._circuit.record(failed=exc.kind.upstream_unwell)
             self._metrics.polls.labels(outcome=exc.kind.value).inc()
             message = _redact(str(exc), self._upstream.key_for(key))
-            log.info("poll of task %s failed: %s", watch.task_id, message)
             return self._policy.after_error(watch, exc, message, now)
         except Exception as exc:
             # One odd answer must not sink the batch it came in: record it and poll again later.
             self._circuit.record(failed=True)
             self._metrics.polls.labels(outcome="internal_error").inc()
-            log.exception("poll of task %s failed unexpectedly", watch.task_id)
+            log.exception("poll failed unexpectedly", extra=_ids(watch))
             return self._policy.after_error(
                 watch, None, f"internal error: {type(exc).__name__}", now
             )
         self._circuit.record(failed=False)
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
         return self._policy.after_snapshot(watch, snapshot, now)
+
+
+def _ids(watch: DueWatch) -> dict[str, str]:
+    return {"watch_id": watch.id, "task_id": watch.task_id, "client_id": watch.client_id}
 
 
 def _redact(message: str, key: str | None) -> str:

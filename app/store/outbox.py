@@ -142,6 +142,7 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
         DueEvent(
             id=row.id,
             watch_id=row.watch_id,
+            client_id=row.client_id,
             type=row.type,
             callback_url=row.callback_url,
             payload=row.payload,

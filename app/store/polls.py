@@ -20,7 +20,6 @@ from app.store.database import transaction
 from app.store.prepared import Prepared
 from app.store.tables import captures as capture_rows
 from app.store.tables import events, watches
-from app.upstream import TaskStatus
 from app.work import DueWatch, PollResult
 
 #: What a claimed watch brings along: the fields of `DueWatch`, in order.
@@ -225,8 +224,8 @@ def _write_events(
         if row.lease_owner == owner and row.state == WatchState.ACTIVE
     }
     moving = [result for result in results if result.watch.id in held]
-    capturing = [r for r in moving if capture_timeout is not None and _succeeded(r)]
-    notifying = [r for r in moving if capture_timeout is None or not _succeeded(r)]
+    capturing = [r for r in moving if capture_timeout is not None and r.succeeded]
+    notifying = [r for r in moving if capture_timeout is None or not r.succeeded]
     captured_ids = {r.watch.id for r in capturing}
     release = {"lease_owner": None, "lease_expires_at": None, "updated_at": now}
     shapes: dict[tuple[tuple[str, ...], bool], list[dict[str, Any]]] = {}
@@ -255,12 +254,6 @@ def _write_events(
     new_events = [webhooks.outbox_row(result, now) for result in notifying]
     _NEW_EVENTS.executemany(conn, new_events)
     return [row["watch_id"] for row in new_events] + sorted(captured_ids)
-
-
-def _succeeded(result: PollResult) -> bool:
-    return result.expiry is None and (
-        result.snapshot is not None and result.snapshot.status is TaskStatus.SUCCEEDED
-    )
 
 
 def _watch_changes(result: PollResult, now: datetime, *, capture: bool) -> dict[str, Any]:

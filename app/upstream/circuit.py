@@ -79,11 +79,13 @@ class Circuit:
         if self._state is CircuitState.HALF_OPEN:
             self._probe_started_at = None
             if failed:
-                self._open()
+                self._open("the probe after the pause failed")
             else:
                 self._outcomes.clear()
                 self._move(CircuitState.CLOSED)
-                log.warning("the upstream answers again: polling resumes")
+                log.warning(
+                    "upstream circuit closed", extra={"cause": "the upstream answers again"}
+                )
             return
         if self._state is CircuitState.OPEN:
             return  # a poll started before the circuit opened
@@ -92,15 +94,13 @@ class Circuit:
         if len(self._outcomes) >= self._min_polls and failures >= self._failure_ratio * len(
             self._outcomes
         ):
-            log.warning(
-                "%d of the last %d polls of the upstream failed: polling pauses for %g s",
-                failures,
-                len(self._outcomes),
-                self._cooldown,
-            )
-            self._open()
+            self._open(f"{failures} of the last {len(self._outcomes)} polls failed")
 
-    def _open(self) -> None:
+    def _open(self, cause: str) -> None:
+        log.warning(
+            "upstream circuit opened",
+            extra={"cause": cause, "pause_seconds": self._cooldown},
+        )
         self._opened_at = self._clock()
         self._move(CircuitState.OPEN)
 

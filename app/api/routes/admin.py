@@ -122,7 +122,10 @@ async def create_client(body: ClientAppCreate, relay: RelayDep) -> ClientAppCred
         ) from None
     except client_apps.NameTakenError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    log.info("client app %s (%s) created", made.client.id, made.client.name)
+    log.info(
+        "client app created",
+        extra={"client_id": made.client.id, "client_name": made.client.name},
+    )
     return _credentials(made)
 
 
@@ -141,7 +144,7 @@ async def rotate_key(client_id: str, relay: RelayDep) -> ClientAppCredentials:
     now on, on every replica."""
     with _answering_for_the_app():
         made = await relay.clients.rotate_key(client_id)
-    log.info("client app %s: API key rotated", client_id)
+    log.info("client app's API key rotated", extra={"client_id": client_id})
     return _credentials(made)
 
 
@@ -155,7 +158,7 @@ async def rotate_secret(client_id: str, relay: RelayDep) -> ClientAppCredentials
     with the new one only."""
     with _answering_for_the_app():
         made = await relay.clients.rotate_secret(client_id)
-    log.info("client app %s: signing secret rotated", client_id)
+    log.info("client app's signing secret rotated", extra={"client_id": client_id})
     return _credentials(made)
 
 
@@ -165,7 +168,7 @@ async def revoke_client(client_id: str, relay: RelayDep) -> ClientAppOut:
     Its watches run to their end and still get their webhooks."""
     with _answering_for_the_app():
         app = await relay.clients.revoke(client_id)
-    log.info("client app %s revoked", client_id)
+    log.info("client app revoked", extra={"client_id": client_id})
     return _out(app)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -28,6 +29,8 @@ from app.registrar import IdempotencyConflict, RegistrationRefused
 from app.relay import Relay
 from app.states import CaptureState, WatchState
 from app.store import watch_queries
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1/watches", tags=["watches"], responses=errors.UNAUTHORIZED)
 
@@ -143,11 +146,16 @@ async def get_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> Wa
 async def cancel_watch(watch_id: str, relay: RelayDep, client: CurrentClient) -> WatchOut:
     """Stop polling; no webhook is sent after this. Cancelling twice is harmless."""
     _known(watch_id)
-    return await _transition(
+    cancelled = await _transition(
         watch_queries.cancel(relay.db, client_id=client.id, watch_id=watch_id),
         relay,
         conflict="the watch is already {state}; nothing to cancel",
     )
+    log.info(
+        "watch cancelled",
+        extra={"watch_id": watch_id, "task_id": cancelled.task_id, "client_id": client.id},
+    )
+    return cancelled
 
 
 @router.get("/{watch_id}/attempts", responses=_NOT_FOUND_RESPONSE)
