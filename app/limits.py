@@ -19,12 +19,14 @@ RECOUNT_AFTER = 1.0
 
 
 class LimitReachedError(Exception):
-    """The client must wait before registering again; `retry_after` says how long (seconds)."""
+    """The client must wait before registering again; `retry_after` says how long (seconds),
+    `limit` which limit it reached (`rate` or `live_watches`)."""
 
-    def __init__(self, message: str, *, retry_after: int) -> None:
+    def __init__(self, message: str, *, retry_after: int, limit: str) -> None:
         super().__init__(message)
         self.message = message
         self.retry_after = retry_after
+        self.limit = limit
 
 
 @dataclass(slots=True)
@@ -66,6 +68,7 @@ class RateLimit:
             f"too many registrations: this relay takes at most {self._rate:g} a second from each "
             "client app; retry after the time in Retry-After",
             retry_after=max(1, math.ceil(wait)),
+            limit="rate",
         )
 
 
@@ -119,6 +122,7 @@ class ActiveWatchCap:
                 f"too many live watches: this relay keeps at most {self._cap} active, capturing "
                 "or notifying watches for each client app; retry once some have ended",
                 retry_after=self._retry_after,
+                limit="live_watches",
             )
 
     def added(self, client_id: str) -> None:

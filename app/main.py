@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from app import logs, relay
 from app.api import errors
 from app.api.body_limit import BodyLimit
+from app.api.registration_counts import CountRegistrations
 from app.api.routes import admin, files, recovery, service, watches, webhooks
 from app.api.schemas import MAX_BODY_BYTES
 from app.capture.links import LearnOrigin, Origin
@@ -79,6 +80,7 @@ def create_app(
             app.add_middleware(mounted_simulator.LearnServedAddress, address=served)
     if settings.public_url is None:
         app.add_middleware(LearnOrigin, origin=origin)
+    app.add_middleware(CountRegistrations)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, _invalid_request)
     return app

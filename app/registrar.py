@@ -26,12 +26,14 @@ log = logging.getLogger(__name__)
 
 
 class RegistrationRefused(ValueError):
-    """The request is well-formed, but this relay will not take it; `field` says which part."""
+    """The request is well-formed, but this relay will not take it; `field` says which part,
+    `reason` which rule (the field's name, unless a field can break several)."""
 
-    def __init__(self, field: str, message: str) -> None:
+    def __init__(self, field: str, message: str, *, reason: str | None = None) -> None:
         super().__init__(message)
         self.field = field
         self.message = message
+        self.reason = reason or field
 
 
 class IdempotencyConflict(Exception):
@@ -45,6 +47,8 @@ class Registered:
     watch_id: str
     created: bool
     body: str
+    #: The answer to an earlier request with the same `Idempotency-Key`, given again.
+    replayed: bool = False
 
 
 class Registrar:
@@ -95,7 +99,7 @@ class Registrar:
             request_hash = hashlib.sha256(request.model_dump_json().encode()).hexdigest()
             stored = await idempotency.find(self._db, client_id=client_id, key=idempotency_key)
             if stored is not None:
-                return _replayed(stored, request_hash)
+                return _replayed(stored, request_hash, again=True)
         await self._verify_callback(client_id, request)
         watch, created = await self._registrations.register(
             client_id=client_id,
@@ -126,7 +130,7 @@ class Registrar:
                 request_hash, 201 if created else 200, registered.body
             ),
         )
-        return _replayed(stored, request_hash)
+        return _replayed(stored, request_hash, again=False)
 
     async def admit(self, client_id: str) -> None:
         """Apply the client's own limits: its rate of registrations, then its cap on live
@@ -151,7 +155,9 @@ class Registrar:
         try:
             await self._challenger.confirm(client_id=client_id, callback_url=request.callback_url)
         except OwnershipNotConfirmed as exc:
-            raise RegistrationRefused("callback_url", str(exc)) from None
+            raise RegistrationRefused(
+                "callback_url", str(exc), reason="callback_not_confirmed"
+            ) from None
 
     def _check(self, request: WatchCreate) -> str | None:
         """Apply the relay's rules; return the upstream key encrypted, if one came."""
@@ -171,10 +177,11 @@ class Registrar:
         return self._key_box.encrypt(request.upstream_api_key)
 
 
-def _replayed(stored: idempotency.StoredResponse, request_hash: str) -> Registered:
+def _replayed(stored: idempotency.StoredResponse, request_hash: str, *, again: bool) -> Registered:
+    """:param again: `stored` answered an earlier request, not this one."""
     if stored.request_hash != request_hash:
         raise IdempotencyConflict(
             "this Idempotency-Key was already used with a different request body"
         )
     watch_id = WatchOut.model_validate_json(stored.body).id
-    return Registered(watch_id, stored.status_code == 201, stored.body)
+    return Registered(watch_id, stored.status_code == 201, stored.body, replayed=again)

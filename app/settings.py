@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     secret_overlap: float = Field(24 * 3600.0, ge=0)
     max_active_watches: int = Field(100_000, ge=0)
     rate_limit: float = Field(0.0, ge=0)
+    metrics_refresh: float = Field(15.0, ge=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
 

@@ -36,6 +36,9 @@ class DueWatch:
     progress: float | None
     event_types: list[str] | None
     event_seq: int
+    #: When the relay last looked at the task before this poll: its previous poll (whatever it
+    #: found), or the registration. A task this poll finds ended is taken to have ended since.
+    last_looked_at: datetime | None = None
 
     def subscribed(self, kind: str) -> bool:
         return kind in (self.event_types or webhooks.DEFAULT_SUBSCRIPTION)
@@ -87,6 +90,7 @@ class DueEvent:
     payload: str
     attempts: int
     round_start: int
+    created_at: datetime
     #: The client's signing secret, and the one a rotation replaced while their overlap lasts;
     #: encrypted (`encryption.py`), as stored.
     signing_secrets: tuple[str, ...]

@@ -60,6 +60,7 @@ def settings(**values: Any) -> Settings:
         ("secret_overlap", 86400.0),
         ("max_active_watches", 100_000),
         ("rate_limit", 0.0),
+        ("metrics_refresh", 15.0),
     ],
 )
 def test_every_option_defaults_to_the_value_in_the_readme(field: str, default: object) -> None:

@@ -98,6 +98,8 @@ class Capturer:
         finally:
             self._slots.give_back()
         self._metrics.captures.labels(outcome=_outcome_label(outcome)).inc()
+        if outcome.error is not None:
+            self._metrics.capture_errors.labels(code=outcome.error.code).inc()
         try:
             counted = await self._recorder.submit(outcome)
         except Exception:

@@ -112,6 +112,9 @@ class Deliverer:
         retry_at = None if result.delivered else self._next_attempt(event, result)
         outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")
         self._metrics.deliveries.labels(outcome=outcome).inc()
+        if result.delivered:
+            lag = datetime.now(UTC) - event.created_at
+            self._metrics.delivery_lag.observe(max(0.0, lag.total_seconds()))
         try:
             await self._recorder.submit(Outcome(event, result, retry_at))
         except Exception:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from app.delivery import webhooks
 from app.encryption import KeyBox, UndecryptableError, watch_key
-from app.metrics import Metrics
+from app.metrics import Metrics, detection_lag
 from app.polling.policy import PollPolicy
 from app.slots import Slots
 from app.store import polls
@@ -153,6 +154,7 @@ class Poller:
         self._metrics.poll_lateness.observe(
             max(0.0, (datetime.now(UTC) - watch.due_at).total_seconds())
         )
+        started = time.perf_counter()
         try:
             snapshot = await self._upstream.fetch(watch.task_id, api_key=key)
         except UpstreamError as exc:
@@ -168,8 +170,14 @@ class Poller:
             return self._policy.after_error(
                 watch, None, f"internal error: {type(exc).__name__}", now
             )
+        finally:
+            self._metrics.upstream_seconds.observe(time.perf_counter() - started)
         self._circuit.record(failed=False)
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
+        if snapshot.status.terminal:
+            lag = detection_lag(snapshot.finished_at, watch.last_looked_at, datetime.now(UTC))
+            if lag is not None:
+                self._metrics.detection_lag.labels(source=lag.source).observe(lag.seconds)
         return self._policy.after_snapshot(watch, snapshot, now)
 
 

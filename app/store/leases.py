@@ -42,10 +42,9 @@ def claim(
     `owner`, `lease_until` and `limit` bound when it runs (`claim_params`): building it anew and
     working out its cache key would cost more than running it.
     """
-    free = or_(table.c.lease_expires_at.is_(None), table.c.lease_expires_at < NOW)
     chosen = (
         select(table.c.id)
-        .where(*due, free)
+        .where(*due, unleased(table))
         .order_by(order_by)
         .limit(bindparam("limit"))
         .with_for_update(skip_locked=True)
@@ -56,6 +55,11 @@ def claim(
         .values(lease_owner=bindparam("owner"), lease_expires_at=bindparam("lease_until"))
         .returning(*returning)
     )
+
+
+def unleased(table: Table) -> ColumnElement[bool]:
+    """Rows of `table` that no one holds at `now`: never claimed, released, or left to lapse."""
+    return or_(table.c.lease_expires_at.is_(None), table.c.lease_expires_at < NOW)
 
 
 def claim_params(*, owner: str, lease: float, limit: int, now: datetime) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from app.store.tables import attempts, clients, events, watches
 from app.work import DueEvent, Outcome
 
 _EARLIER = events.alias("earlier")
-_DUE = (
+#: What makes an event due for delivery (once no one holds it).
+DUE = (
     events.c.state == EventState.PENDING,
     events.c.next_attempt_at <= leases.NOW,
     # Never while an earlier event of the same watch is pending: each watch's webhooks go out
@@ -41,12 +42,13 @@ _CLAIMED_COLUMNS = (
     events.c.attempts,
     events.c.round_start,
     events.c.client_id,
+    events.c.created_at,
 )
 
 #: Claim due webhooks never attempted yet, soonest due first.
 _CLAIM_FRESH = leases.claim(
     events,
-    *_DUE,
+    *DUE,
     events.c.attempts == 0,
     order_by=events.c.next_attempt_at,
     returning=_CLAIMED_COLUMNS,
@@ -54,7 +56,7 @@ _CLAIM_FRESH = leases.claim(
 #: Claim due retries, soonest due first.
 _CLAIM_RETRIES = leases.claim(
     events,
-    *_DUE,
+    *DUE,
     events.c.attempts > 0,
     order_by=events.c.next_attempt_at,
     returning=_CLAIMED_COLUMNS,
@@ -148,6 +150,7 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
             payload=row.payload,
             attempts=row.attempts,
             round_start=row.round_start,
+            created_at=row.created_at,
             signing_secrets=secrets[row.client_id],
         )
         for row in claimed

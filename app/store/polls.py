@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, func, insert, select, update
 
 from app.delivery import webhooks
 from app.states import WatchState
@@ -41,6 +41,7 @@ _DUE_WATCH_COLUMNS = (
     watches.c.progress,
     watches.c.event_types,
     watches.c.event_seq,
+    func.coalesce(watches.c.last_polled_at, watches.c.created_at),
 )
 _DUE = (watches.c.state == WatchState.ACTIVE, watches.c.next_poll_at <= leases.NOW)
 

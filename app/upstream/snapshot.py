@@ -8,7 +8,9 @@ failure reason hides in different fields depending on the model.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 
@@ -54,6 +56,8 @@ class TaskSnapshot:
     url: str | None
     error: TaskError | None
     body: dict[str, Any]
+    #: When the upstream says the task ended, if its answer tells (terminal snapshots only).
+    finished_at: datetime | None = None
 
 
 class SnapshotError(ValueError):
@@ -77,7 +81,45 @@ def parse_snapshot(body: Any) -> TaskSnapshot:
         url=url if isinstance(url, str) and url else None,
         error=_error(task) if status is TaskStatus.FAILED else None,
         body=body,
+        finished_at=_finished_at(task) if status.terminal else None,
     )
+
+
+#: Where answers put the moment a task ended: `finish_time` in the envelope of the code the
+#: upstream is built on, `completed_at` in OpenAI's video object (Sora's `metadata`).
+_FINISHED_FIELDS = ("finish_time", "finished_at", "completed_at")
+#: A larger epoch number counts milliseconds, not seconds (that is past the year 5000).
+_EPOCH_MILLISECONDS = 1e11
+
+
+def _finished_at(task: dict[str, Any]) -> datetime | None:
+    metadata = task.get("metadata")
+    for holder in (task, metadata if isinstance(metadata, dict) else {}):
+        for name in _FINISHED_FIELDS:
+            moment = _moment(holder.get(name))
+            if moment is not None:
+                return moment
+    return None
+
+
+def _moment(value: Any) -> datetime | None:
+    """Epoch seconds (or milliseconds), or ISO 8601 (UTC unless it says otherwise); `0` and
+    anything unreadable mean not known, as the upstream writes 0 for a time not yet reached."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float) and math.isfinite(value) and value > 0:
+        seconds = value / 1000 if value > _EPOCH_MILLISECONDS else value
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    if isinstance(value, str) and value.strip():
+        try:
+            moment = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+        return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return None
 
 
 def _progress(value: Any) -> float | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -272,3 +273,41 @@ def test_an_older_answer_naming_its_task_id_is_read_alike() -> None:
     assert snapshot.status is TaskStatus.QUEUED
     assert snapshot.upstream_status == "pending"
     assert snapshot.progress == 0.0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # The envelope of the code the upstream is built on: epoch seconds.
+        {"code": "success", "data": {"status": "SUCCESS", "finish_time": 1795889720}},
+        # OpenAI's video object, as Sora's metadata carries it.
+        task("succeeded", metadata={"status": "completed", "completed_at": 1795889720}),
+        # Milliseconds, and ISO 8601, are read alike.
+        task("failed", finished_at=1795889720000),
+        task("succeeded", completed_at="2026-11-28T18:15:20Z"),
+        task("succeeded", completed_at="2026-11-28T18:15:20"),
+    ],
+)
+def test_an_ended_tasks_own_completion_time_is_read_wherever_the_answer_puts_it(
+    body: dict[str, Any],
+) -> None:
+    assert parse_snapshot(body).finished_at == datetime(2026, 11, 28, 18, 15, 20, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        task("succeeded"),
+        {"code": "success", "data": {"status": "SUCCESS", "finish_time": 0}},
+        task("succeeded", completed_at=None),
+        task("succeeded", completed_at=True),
+        task("succeeded", completed_at="yesterday"),
+        task("succeeded", completed_at=float("nan")),
+        task("succeeded", completed_at=10**30),
+        task("in_progress", completed_at=1795889720),
+    ],
+)
+def test_a_completion_time_that_is_missing_unreadable_or_not_yet_due_is_not_known(
+    body: dict[str, Any],
+) -> None:
+    assert parse_snapshot(body).finished_at is None

@@ -34,6 +34,7 @@ async def readyz(relay: RelayDep) -> Health:
 @router.get("/metrics", tags=["service"], response_class=Response)
 async def metrics(relay: RelayDep) -> Response:
     """Prometheus metrics."""
+    await relay.metrics.read_work_in_progress(relay.db, max_age=relay.settings.metrics_refresh)
     return Response(generate_latest(relay.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 

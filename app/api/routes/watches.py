@@ -7,11 +7,12 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response, status
 from pydantic import AfterValidator
 
 from app.api import errors
 from app.api.deps import CurrentClient, RelayDep
+from app.api.registration_counts import note
 from app.api.schemas import (
     MAX_IDEMPOTENCY_KEY_LENGTH,
     MAX_TASK_ID_LENGTH,
@@ -25,7 +26,8 @@ from app.api.schemas import (
 )
 from app.ids import is_id
 from app.limits import LimitReachedError
-from app.registrar import IdempotencyConflict, RegistrationRefused
+from app.metrics import Registration
+from app.registrar import IdempotencyConflict, Registered, RegistrationRefused
 from app.relay import Relay
 from app.states import CaptureState, WatchState
 from app.store import watch_queries
@@ -58,6 +60,7 @@ TaskIdFilter = Annotated[str, AfterValidator(check_task_id)]
 )
 async def register_watch(
     body: WatchCreate,
+    request: Request,
     relay: RelayDep,
     client: CurrentClient,
     idempotency_key: Annotated[
@@ -78,21 +81,31 @@ async def register_watch(
             client_id=client.id, request=body, idempotency_key=idempotency_key
         )
     except RegistrationRefused as exc:
+        note(request, Registration.REFUSED, exc.reason)
         raise _invalid(exc.field, exc.message) from None
     except IdempotencyConflict as exc:
+        note(request, Registration.REFUSED, "idempotency_conflict")
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except LimitReachedError as exc:
+        note(request, Registration.RATE_LIMITED, exc.limit)
         raise HTTPException(
             status.HTTP_429_TOO_MANY_REQUESTS,
             exc.message,
             headers={"Retry-After": str(exc.retry_after)},
         ) from None
+    note(request, _outcome(registered))
     return Response(
         registered.body,
         status_code=status.HTTP_201_CREATED if registered.created else status.HTTP_200_OK,
         media_type="application/json",
         headers={"Location": f"/v1/watches/{registered.watch_id}"},
     )
+
+
+def _outcome(registered: Registered) -> Registration:
+    if registered.replayed:
+        return Registration.REPLAYED
+    return Registration.CREATED if registered.created else Registration.EXISTING
 
 
 def _invalid(field: str, message: str) -> HTTPException:
