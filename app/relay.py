@@ -278,7 +278,7 @@ async def open_store(settings: Settings) -> tuple[Database, KeyBox]:
         settings.encryption_key.get_secret_value() if settings.encryption_key else None,
         settings.database_url,
     )
-    db = open_database(settings.database_url)
+    db = open_database(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
         await migrate(db)
         encrypted = await client_apps.encrypt_secrets_in_clear(db, key_box=key_box)

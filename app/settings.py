@@ -41,6 +41,7 @@ class Settings(BaseSettings):
         None, validation_alias=AliasChoices("NEBULA_API_KEY", "nebula_api_key")
     )
     database_url: str = "sqlite:///./relay.db"
+    sqlite_synchronous: Literal["normal", "full"] = "normal"
     api_key: SecretStr | None = None
     signing_secret: SecretStr | None = None
     poll_interval: float = Field(5.0, gt=0)

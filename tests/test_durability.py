@@ -9,7 +9,8 @@ from pathlib import Path
 
 from standardwebhooks import Webhook
 
-from tests.conftest import SIGNING_SECRET, RelayFactory, Upstream
+from app.relay import running
+from tests.conftest import SIGNING_SECRET, RelayFactory, Upstream, relay_settings
 from tests.processes import relay_process
 from tests.receiver import Answer, Receiver
 
@@ -80,3 +81,22 @@ async def test_a_stopping_relay_lets_a_delivery_in_flight_finish(
     assert done["state"] == "completed"
     assert done["event"]["attempts"] == 1
     assert len(hooks.received) == 1
+
+
+async def test_a_relay_asked_for_full_synchronous_commits_makes_sqlite_wait_for_the_disk(
+    upstream: Upstream, database_url: str
+) -> None:
+    """`RELAY_SQLITE_SYNCHRONOUS=full`: SQLite's `synchronous=FULL` (2) on the relay's
+    connection; PostgreSQL, whose server decides, runs as ever."""
+    settings = relay_settings(database_url, upstream.url, sqlite_synchronous="full")
+
+    async with running(settings) as relay:
+        answer = await relay.db.run(
+            lambda connection: connection.exec_driver_sql(
+                "PRAGMA synchronous"
+                if connection.dialect.name == "sqlite"
+                else "SELECT current_setting('synchronous_commit')"
+            ).scalar()
+        )
+
+    assert answer == (2 if database_url.startswith("sqlite") else "on")

@@ -34,6 +34,7 @@ def settings(**values: Any) -> Settings:
         ("nebula_base_url", "https://llm.ai-nebula.com"),
         ("nebula_api_key", None),
         ("database_url", "sqlite:///./relay.db"),
+        ("sqlite_synchronous", "normal"),
         ("api_key", None),
         ("signing_secret", None),
         ("poll_interval", 5.0),

@@ -12,6 +12,7 @@ from types import FrameType
 import uvicorn
 from pydantic import ValidationError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import logs
 from app.cli.common import Commands, fail
@@ -113,7 +114,10 @@ def _migrate(args: argparse.Namespace) -> int:
     path = database.sqlite_file(url)
     if args.check and path is not None and not path.exists():
         return fail(f"no database at {path} yet: run `migrate` to create it")
-    return asyncio.run(_check(url, shown) if args.check else _upgrade(url, shown))
+    try:
+        return asyncio.run(_check(url, shown) if args.check else _upgrade(url, shown))
+    except (OSError, SQLAlchemyError) as exc:
+        return fail(f"cannot use the database {shown}: {exc}")
 
 
 async def _check(url: str, shown: str) -> int:

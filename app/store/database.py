@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -56,14 +56,26 @@ class Database(ABC):
         """Close every connection."""
 
 
-def open_database(url: str) -> Database:
+#: How a SQLite commit meets the disk (`RELAY_SQLITE_SYNCHRONOUS`), as SQLite's PRAGMA names it.
+Synchronous = Literal["normal", "full"]
+_SYNCHRONOUS_PRAGMAS: dict[Synchronous, str] = {"normal": "NORMAL", "full": "FULL"}
+
+
+def open_database(url: str, *, synchronous: Synchronous = "normal") -> Database:
     """Accept the plain URLs operators copy around (`postgresql://…`, `sqlite:///…`) and pick
     the driver. SQLite always gets Python's own, whatever driver the URL names, so that a URL
-    written for another driver (`sqlite+aiosqlite://`) still opens."""
+    written for another driver (`sqlite+aiosqlite://`) still opens.
+
+    :param synchronous: SQLite's only. `normal`: a commit is written to the write-ahead log and
+        reaches the disk at the next checkpoint, within about a second, so a killed process
+        loses nothing but a power cut can lose the last commits. `full`: every commit waits
+        until the log is on disk, and a power cut loses none, at the cost of a disk flush each
+        (docs/durability.md).
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         sqlite = parsed.set(drivername="sqlite+pysqlite")
-        return _SQLite(sqlite.render_as_string(hide_password=False))
+        return _SQLite(sqlite.render_as_string(hide_password=False), synchronous=synchronous)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+asyncpg")
     return _AsyncDriver(parsed.render_as_string(hide_password=False))
@@ -91,9 +103,11 @@ class _SQLite(Database):
     timeout) and an occasional checkpoint: several replicas belong on PostgreSQL.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, synchronous: Synchronous) -> None:
         self._engine: Engine = create_sync_engine(url, pool_size=1, max_overflow=0)
-        event.listen(self._engine, "connect", _tune_sqlite)
+        event.listen(
+            self._engine, "connect", functools.partial(_tune_sqlite, synchronous=synchronous)
+        )
         self._checkpoints = _Checkpoints(make_url(url).database or "")
 
     async def run(self, work: Callable[[Connection], T]) -> T:
@@ -150,7 +164,7 @@ class _AsyncDriver(Database):
         await self._engine.dispose()
 
 
-def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+def _tune_sqlite(dbapi_connection: Any, _record: Any, *, synchronous: Synchronous) -> None:
     """WAL lets other readers (a backup, an operator's `sqlite3` shell) proceed while the relay
     writes; the busy timeout absorbs another process's short write (a migration run by hand).
     Commits leave checkpoints to `_Checkpoints`. A new file is made able to give the space of
@@ -159,7 +173,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA auto_vacuum=INCREMENTAL")
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute(f"PRAGMA synchronous={_SYNCHRONOUS_PRAGMAS[synchronous]}")
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA wal_autocheckpoint=0")

@@ -64,3 +64,15 @@ async def test_a_database_of_an_earlier_version_is_behind_until_migrated(
     )
     assert migrated == (0, f"migrated {database_url} from revision 0001 to revision {latest}\n")
     assert rechecked[0] == 0
+
+
+async def test_migrate_says_so_when_it_cannot_reach_the_database(tmp_path: Path) -> None:
+    unreachable = "postgresql://relay:secret@127.0.0.1:1/relay"
+
+    status, output = await migrate(unreachable, tmp_path, "--check")
+
+    assert status == 1
+    assert output.startswith(
+        "error: cannot use the database postgresql://relay:***@127.0.0.1:1/relay"
+    )
+    assert "secret" not in output

@@ -12,7 +12,14 @@ from sqlalchemy import Connection, func, insert, select
 
 from app.encryption import KeyBox
 from app.store.client_apps import ClientApps, bootstrap_default_client
-from app.store.database import Database, migrate, open_database, ping, transaction
+from app.store.database import (
+    Database,
+    Synchronous,
+    migrate,
+    open_database,
+    ping,
+    transaction,
+)
 from app.store.tables import clients
 from tests.conftest import ENCRYPTION_KEY
 
@@ -116,3 +123,15 @@ def _clients(count: int) -> list[dict[str, object]]:
         }
         for i in range(count)
     ]
+
+
+@pytest.mark.parametrize(("asked", "pragma"), [("normal", 1), ("full", 2)])
+async def test_a_sqlite_file_s_commits_wait_for_the_disk_only_when_asked(
+    asked: Synchronous, pragma: int, tmp_path: Path
+) -> None:
+    db = open_database(f"sqlite:///{tmp_path / 'relay.db'}", synchronous=asked)
+    try:
+        answer = await db.run(lambda conn: conn.exec_driver_sql("PRAGMA synchronous").scalar())
+    finally:
+        await db.dispose()
+    assert answer == pragma
