@@ -73,6 +73,43 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="a run of its own: one watch, whose result of MB MiB is captured while the relay's "
         "RSS is sampled every 50 ms (the other load flags do not apply)",
     )
+    retention = parser.add_argument_group("soak and retention")
+    runs = retention.add_mutually_exclusive_group()
+    runs.add_argument(
+        "--soak",
+        type=float,
+        metavar="MINUTES",
+        help="a run of its own: MINUTES of steady churn, about --watches (default 5000) tasks "
+        "active, new ones registered as others end; prints the relay's RSS and CPU and the "
+        "sizes of its database and write-ahead log as it goes",
+    )
+    runs.add_argument(
+        "--prune-day",
+        type=int,
+        metavar="N",
+        help="a run of its own: N finished watches past RELAY_RETENTION (a day's worth at N "
+        "tasks a day) in the database, and the idle relay's pruning job timed",
+    )
+    retention.add_argument(
+        "--task-seconds",
+        type=float,
+        default=40.0,
+        help="--soak: mean length of a task, in seconds (default 40)",
+    )
+    retention.add_argument(
+        "--sample-every",
+        type=float,
+        default=10.0,
+        help="--soak: seconds between two printed samples (default 10)",
+    )
+    retention.add_argument(
+        "--seed-finished",
+        type=int,
+        default=0,
+        metavar="N",
+        help="N finished watches (with their events and attempts) written into the database "
+        "before the relay starts, finished over the last 29 days: to stay",
+    )
     args = parser.parse_args(argv)
     for size in (args.capture_mb, args.capture_one_mb):
         if size is not None and size <= 0:
@@ -86,7 +123,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         if not sep or not name:
             parser.error(f"--relay-env wants NAME=VALUE, not {item!r}")
         relay_env[name] = value
-    watches = args.watches or (500 if args.quick else 10_000)
+    if args.soak is not None and args.soak <= 0:
+        parser.error("--soak wants minutes above 0")
+    if args.task_seconds <= 0 or args.sample_every <= 0:
+        parser.error("--task-seconds and --sample-every want seconds above 0")
+    if args.seed_finished < 0 or (args.prune_day is not None and args.prune_day <= 0):
+        parser.error("--seed-finished wants 0 or more watches, --prune-day more than 0")
+    watches = args.watches or (500 if args.quick else 5_000 if args.soak else 10_000)
     duration = args.duration or (15.0 if args.quick else 60.0)
     capturing = bool(args.capture_mb or args.capture_one_mb)
     settle = args.settle if args.settle is not None else (120.0 if capturing else 15.0)
@@ -105,6 +148,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         keep=args.keep,
         capture_mb=args.capture_mb,
         capture_one_mb=args.capture_one_mb,
+        soak_minutes=args.soak,
+        task_seconds=args.task_seconds,
+        sample_every=args.sample_every,
+        seed_finished=args.seed_finished,
+        prune_day=args.prune_day,
     )
 
 

@@ -9,7 +9,8 @@ its Standard Webhooks signature checked (with `BENCH_SIGNING_SECRET`), so the fi
 signed webhooks without the receiver spending its time verifying. `GET /_stats` returns the
 records: webhook-id, task id, watch id, event type and arrival time of each webhook; and, for
 each `task.succeeded`, what it says of the captured result (`data.video.size_bytes` and
-`sha256`, or `data.capture_error.code`), with the links of the first few captured files.
+`sha256`, or `data.capture_error.code`), with the links of the first few captured files;
+`GET /_stats/count` only how many webhooks came, for a look every few seconds.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ async def app(scope: Scope, receive: Receive, send: Send) -> None:
         _record(scope, body, now)
     elif scope["path"] == "/_stats":
         await respond_json(send, 200, _stats())
+    elif scope["path"] == "/_stats/count":
+        await respond_json(send, 200, {"webhooks": len(_arrivals)})
     else:
         await respond(send, 404)
 

@@ -19,12 +19,13 @@ import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from bench import figures, load, results, tasks
+from bench import figures, load, prune, results, seed, soak, tasks
 from bench.servers import HOST, Server, fast_server_flags, free_port, machine_cpu
 
 UPSTREAM_KEY = "sk-bench"
@@ -61,6 +62,15 @@ class Config:
     capture_mb: float | None = None
     #: The run of one watch whose result of this many MB is captured (`--capture-one-mb`).
     capture_one_mb: float | None = None
+    #: Minutes of steady churn (`--soak`), with `watches` active and tasks this long on average.
+    soak_minutes: float | None = None
+    task_seconds: float = 40.0
+    #: Seconds between two lines of the soak's samples.
+    sample_every: float = 10.0
+    #: Finished watches written into the database before the relay starts (`--seed-finished`).
+    seed_finished: int = 0
+    #: The run that measures pruning this many watches past their retention (`--prune-day`).
+    prune_day: int | None = None
 
     @property
     def result_bytes(self) -> int:
@@ -107,6 +117,9 @@ class Run:
         self.workdir = workdir
         self.servers: list[Server] = []
         self.report = figures.Report()
+        self.api_key = RELAY_API_KEY
+        self.database = workdir / "relay.db"
+        self.database_url = f"sqlite:///{self.database}"
 
     def start(self, name: str, app: str, env: dict[str, str], ready: str, **kw: Any) -> Server:
         server = Server(name, app, workdir=self.workdir, env=env, ready_path=ready, **kw)
@@ -130,7 +143,7 @@ class Run:
             "RELAY_SIGNING_SECRET": SIGNING_SECRET,
             "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
             "RELAY_POLL_INTERVAL": str(self.config.poll_interval),
-            "RELAY_DATABASE_URL": f"sqlite:///{self.workdir / 'relay.db'}",
+            "RELAY_DATABASE_URL": self.database_url,
             **capture,
             **self.config.relay_env,
         }
@@ -161,12 +174,43 @@ class Run:
         _print_setup(self.config, fast, self.workdir)
         return upstream, receiver
 
+    async def default_client(self) -> str:
+        """The id of the client app the relay will serve the benchmark as, made ahead of it."""
+        return await seed.default_client(
+            self.database_url, api_key=RELAY_API_KEY, signing_secret=SIGNING_SECRET
+        )
+
+    async def seed(self) -> None:
+        """`--seed-finished` watches, finished over the last 29 days (none yet due to go)."""
+        count = self.config.seed_finished
+        if not count:
+            return
+        client_id = await self.default_client()
+        now = datetime.now(UTC)
+        took = await asyncio.to_thread(
+            seed.seed_finished,
+            self.database,
+            client_id=client_id,
+            count=count,
+            newest=now - timedelta(minutes=1),
+            oldest=now - timedelta(days=29),
+        )
+        size = self.database.stat().st_size / results.MB
+        print(f"  seeded {count:,} finished watches in {took:.0f} s: the file is {size:,.0f} MB")
+
     async def execute(self) -> None:
         if self.config.capture_one_mb:
             await self.execute_capture_one()
             return
+        if self.config.soak_minutes:
+            await soak.execute(self)
+            return
+        if self.config.prune_day:
+            await prune.execute(self)
+            return
         config = self.config
         upstream, receiver = await self.start_harness()
+        await self.seed()
 
         print(
             f"\n== Raw client loop: GET of a small JSON from the fake upstream, "
@@ -207,7 +251,7 @@ class Run:
         registered_by = max((r.done for r in records), default=start)
         peak_rss, end_rss, cpu_samples = await sampler
         end = time.time()
-        up_stats, rx_stats = await self._settle(upstream, receiver, end)
+        up_stats, rx_stats = await self.settle_webhooks(upstream, receiver, end)
         settled = time.time()
 
         ups_tasks: dict[str, Any] = up_stats["tasks"]
@@ -340,7 +384,7 @@ class Run:
         print("\n== Figures (one relay process, SQLite): measured, target, verdict")
         report.print()
 
-    async def _settle(
+    async def settle_webhooks(
         self, upstream: Server, receiver: Server, end: float
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Give the webhooks of tasks that ended within the run `settle` seconds to arrive."""

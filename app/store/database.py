@@ -39,6 +39,12 @@ from sqlalchemy.ext.asyncio import create_async_engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Seconds between two checkpoints of a SQLite file's write-ahead log.
 CHECKPOINT_INTERVAL = 1.0
+#: Past this size the write-ahead log is started over by force (`_Checkpoints`), and its file is
+#: cut back to it when it starts over.
+WAL_LIMIT_BYTES = 16 * 1024 * 1024
+#: How long a forced restart of the log waits for the writer (the event loop's transactions take
+#: milliseconds) and then for readers (an operator's shell), holding writers back meanwhile.
+RESTART_WAIT = 0.1
 
 log = logging.getLogger(__name__)
 
@@ -122,9 +128,18 @@ class _SQLite(Database):
 class _Checkpoints(threading.Thread):
     """Checkpoints a SQLite file's write-ahead log once a second, off the event loop.
 
-    `PASSIVE`: it copies what no reader still needs and never makes a writer wait; the writer
-    starts the log over once all of it has been copied. The `sqlite3` module lets go of the GIL
-    while SQLite works, so the event loop runs on meanwhile.
+    `PASSIVE`: it copies what no reader still needs and never makes a writer wait. The `sqlite3`
+    module lets go of the GIL while SQLite works, so the event loop runs on meanwhile.
+
+    The log is started over (written again from its beginning) only by a writer that finds all
+    of it copied, and a passive checkpoint copies the log as it was when it began: under steady
+    load the relay commits while every checkpoint runs, the log is never all copied, and it
+    grows without end (hundreds of MB in ten minutes at 5,000 active watches). So once it holds
+    more than `WAL_LIMIT_BYTES`, a `RESTART` checkpoint follows the passive one: it holds the
+    writer back while it copies the little written since, and the next commit starts the log
+    over (its file cut back to the limit: `journal_size_limit`). It waits `RESTART_WAIT` at most
+    for the writer and for readers, else it tries again a second later. docs/retention.md has
+    the measurements.
     """
 
     def __init__(self, path: str) -> None:
@@ -137,11 +152,12 @@ class _Checkpoints(threading.Thread):
         connection: sqlite3.Connection | None = None
         while not self._stopping.wait(CHECKPOINT_INTERVAL):
             try:
-                if connection is None:
-                    # Not created here: until the relay's connection has made the file, wait.
-                    uri = Path(self._path).resolve().as_uri() + "?mode=rw"
-                    connection = sqlite3.connect(uri, uri=True)
-                connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                # Not created here: until the relay's connection has made the file, wait.
+                uri = Path(self._path).resolve().as_uri() + "?mode=rw"
+                connection = connection or sqlite3.connect(uri, uri=True, timeout=RESTART_WAIT)
+                _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if frames * _page_size(connection) > WAL_LIMIT_BYTES:
+                    connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             except sqlite3.Error as exc:
                 log.debug("checkpoint of %s not done: %s", self._path, exc)
         if connection is not None:
@@ -150,6 +166,12 @@ class _Checkpoints(threading.Thread):
     def stop(self) -> None:
         self._stopping.set()
         self.join()
+
+
+def _page_size(connection: sqlite3.Connection) -> int:
+    """A log frame is a page (and a header of 24 bytes)."""
+    size: int = connection.execute("PRAGMA page_size").fetchone()[0]
+    return size
 
 
 class _AsyncDriver(Database):
@@ -177,6 +199,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any, *, synchronous: Synchronou
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
     cursor.close()
 
 

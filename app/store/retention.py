@@ -25,7 +25,6 @@ from sqlalchemy import (
     Table,
     bindparam,
     delete,
-    exists,
     or_,
     select,
     tuple_,
@@ -48,42 +47,31 @@ def _free(table: Table) -> ColumnElement[bool]:
     return or_(table.c.lease_expires_at.is_(None), table.c.lease_expires_at < leases.NOW)
 
 
-def _leased(table: Table) -> ColumnElement[bool]:
-    return table.c.lease_expires_at >= leases.NOW
-
-
-#: Up to `limit` finished watches that ended by `cutoff`, oldest first, with nothing of theirs
-#: pending or leased; locked, skipping any another transaction holds.
+#: Up to `limit` finished watches that ended by `cutoff` and that no claim holds, oldest first;
+#: locked, skipping any another transaction holds. What of theirs is still at work is asked next,
+#: of these ids alone: asked here, PostgreSQL's planner would rather walk every event.
 _CANDIDATES = (
     select(watches.c.id)
-    .where(
-        FINISHED,
-        watches.c.updated_at <= bindparam("cutoff"),
-        _free(watches),
-        ~exists().where(
-            events.c.watch_id == watches.c.id,
-            or_(events.c.state == EventState.PENDING, _leased(events)),
-        ),
-        ~exists().where(
-            captures.c.id == watches.c.id,
-            or_(
-                captures.c.state.in_((CaptureState.PENDING, CaptureState.STORED)),
-                _leased(captures),
-            ),
-        ),
-    )
+    .where(FINISHED, watches.c.updated_at <= bindparam("cutoff"), _free(watches))
     .order_by(watches.c.updated_at)
     .limit(bindparam("limit"))
     .with_for_update(of=watches, skip_locked=True)
 )
 #: Every event of the watches `ids`.
 _EVENTS_OF = select(events.c.id, events.c.watch_id).where(events.c.watch_id.in_(_IDS))
-#: The events of the watches `ids` that are over and free, locked; one that another transaction
-#: holds (a redeliver queueing it again) is skipped, and its watch left for a later batch.
+#: The events of the watches `ids` that are over and free, locked. Not among them: an event still
+#: due or being delivered, and one another transaction holds (a redeliver queueing it again),
+#: which is skipped; the watch of either waits for a later batch.
 _LOCK_EVENTS = (
     select(events.c.id)
     .where(events.c.watch_id.in_(_IDS), events.c.state != EventState.PENDING, _free(events))
     .with_for_update(skip_locked=True)
+)
+#: The captures of the watches `ids` still at work: being obtained, or leased, or a stored file
+#: the file cleanup has yet to delete.
+_BUSY_CAPTURES = select(captures.c.id).where(
+    captures.c.id.in_(_IDS),
+    or_(captures.c.state.in_((CaptureState.PENDING, CaptureState.STORED)), ~_free(captures)),
 )
 _DELETE_ATTEMPTS = delete(attempts).where(attempts.c.event_id.in_(_EVENT_IDS))
 _DELETE_EVENTS = delete(events).where(events.c.id.in_(_EVENT_IDS))
@@ -123,6 +111,7 @@ def prune_watches(conn: Connection, *, finished_before: datetime, limit: int) ->
     owned = conn.execute(_EVENTS_OF, {"ids": ids}).all()
     locked = set(conn.execute(_LOCK_EVENTS, {"ids": ids, "now": now}).scalars())
     held = {event.watch_id for event in owned if event.id not in locked}
+    held.update(conn.execute(_BUSY_CAPTURES, {"ids": ids, "now": now}).scalars())
     chosen = [watch_id for watch_id in ids if watch_id not in held]
     event_ids = [event.id for event in owned if event.watch_id not in held]
     if event_ids:
