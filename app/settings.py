@@ -105,10 +105,11 @@ class Settings(BaseSettings):
             raise ValueError(f"retry delays must be between 0 and {MAX_RETRY_DELAY:.0f} seconds")
         return value
 
-    @field_validator("log_level", "log_format", mode="before")
+    @field_validator("log_level", "log_format", "sqlite_synchronous", mode="before")
     @classmethod
     def _lower_case(cls, value: object) -> object:
-        """`INFO` and `JSON` are written as often as `info` and `json`."""
+        """`INFO`, `JSON` and `FULL` (as SQLite writes it) are written as often as `info`, `json`
+        and `full`."""
         return value.lower() if isinstance(value, str) else value
 
     @field_validator("callback_allowlist", mode="before")

@@ -289,3 +289,13 @@ def test_a_refused_secret_is_not_echoed_in_the_error(field: str, value: str) -> 
         settings(**{field: value})
 
     assert value not in str(caught.value)
+
+
+def test_sqlite_synchronous_commits_are_asked_for_in_either_case(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELAY_SQLITE_SYNCHRONOUS", "FULL")
+
+    assert settings().sqlite_synchronous == "full"
+    with pytest.raises(ValidationError, match="sqlite_synchronous"):
+        settings(sqlite_synchronous="extra")
