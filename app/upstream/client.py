@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from urllib.parse import quote
@@ -140,10 +141,16 @@ def _headers(api_key: str | None) -> httpx.Headers:
     return httpx.Headers(_HEADERS | {"Authorization": f"Bearer {api_key}"} if api_key else _HEADERS)
 
 
+def _not_a_number(_: str) -> None:
+    return None
+
+
 def _interpret(response: httpx.Response) -> TaskSnapshot:
     status = response.status_code
     try:
-        body = response.json()
+        # NaN and Infinity are not JSON, though Python reads them: read as null, so that they
+        # never reach a webhook body, which must be JSON.
+        body = json.loads(response.content, parse_constant=_not_a_number)
     except ValueError:
         body = None
     if status == 200:

@@ -123,15 +123,26 @@ def _moment(value: Any) -> datetime | None:
 
 
 def _progress(value: Any) -> float | None:
+    """A finite number, or None: "nan%" reads as a float, but is no progress (nor JSON)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int | float):
-        return float(value)
-    if isinstance(value, str):
+        number = float(value)
+    elif isinstance(value, str):
         try:
-            return float(value.strip().rstrip("%"))
+            number = float(value.strip().rstrip("%"))
         except ValueError:
             return None
+    else:
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _code(value: Any) -> str | int | None:
+    """A failure code as the webhook documents it: a string or an integer (a JSON `true` is an
+    `int` to Python, and is not one)."""
+    if isinstance(value, str) or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
     return None
 
 
@@ -141,7 +152,7 @@ def _error(task: dict[str, Any]) -> TaskError:
         code = error.get("code")
         message = error.get("message")
         if isinstance(message, str) and message:
-            return TaskError(code=code if isinstance(code, str | int) else None, message=message)
+            return TaskError(code=_code(code), message=message)
     elif isinstance(error, str) and error:
         return TaskError(code=None, message=error)
     reason = task.get("failure_reason")
@@ -150,5 +161,5 @@ def _error(task: dict[str, Any]) -> TaskError:
     metadata = task.get("metadata")
     output = metadata.get("output") if isinstance(metadata, dict) else None
     if isinstance(output, dict) and isinstance(output.get("message"), str) and output["message"]:
-        return TaskError(code=output.get("code"), message=output["message"])
+        return TaskError(code=_code(output.get("code")), message=output["message"])
     return TaskError(code=None, message="the upstream reported the task as failed without a reason")

@@ -137,6 +137,20 @@ async def test_a_failed_task_is_an_answer_not_an_error(
     assert snapshot.error == TaskError(code=400, message="nsfw")
 
 
+async def test_not_a_number_in_an_answer_is_read_as_null(
+    upstream: tuple[FakeUpstream, str], client: UpstreamClient
+) -> None:
+    """Python's JSON reader takes NaN and Infinity; a webhook body made of them would not be
+    JSON."""
+    fake, _ = upstream
+    fake.answer(200, {"status": "in_progress", "progress": float("nan"), "eta": float("-inf")})
+
+    snapshot = await client.fetch(TASK_ID)
+
+    assert snapshot.progress is None
+    assert snapshot.body == {"status": "in_progress", "progress": None, "eta": None}
+
+
 async def test_the_api_key_is_sent_as_a_bearer_token(
     upstream: tuple[FakeUpstream, str], client: UpstreamClient
 ) -> None:

@@ -135,6 +135,9 @@ def test_an_enveloped_failure_finds_its_reason_inside_the_envelope() -> None:
         ("12.5%", 12.5),
         ("almost done", None),
         ("", None),
+        ("nan%", None),  # float() reads it, but it is no progress, nor JSON in a webhook
+        ("inf", None),
+        (float("nan"), None),
         (True, None),
         (False, None),
         (None, None),
@@ -214,6 +217,16 @@ def test_a_failure_says_why_wherever_the_upstream_put_the_reason(
 
     assert snapshot.status is TaskStatus.FAILED
     assert snapshot.error == expected
+
+
+@pytest.mark.parametrize("code", [True, 1.5, ["x"], {"a": 1}])
+def test_a_failure_code_is_a_string_or_an_integer_or_nothing(code: object) -> None:
+    """As the webhook's schema documents it: a JSON `true` is an int to Python."""
+    for fields in (
+        {"error": {"code": code, "message": "m"}},
+        {"metadata": {"output": {"code": code, "message": "m"}}},
+    ):
+        assert parse_snapshot(task("failed", **fields)).error == TaskError(code=None, message="m")
 
 
 def test_the_error_field_wins_over_the_other_reasons() -> None:
