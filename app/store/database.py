@@ -17,6 +17,7 @@ The store's queries are plain functions of a SQLAlchemy `Connection`, each one t
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import sqlite3
@@ -39,12 +40,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 MIGRATIONS = Path(__file__).parent / "migrations"
 #: Seconds between two checkpoints of a SQLite file's write-ahead log.
 CHECKPOINT_INTERVAL = 1.0
-#: Past this size the write-ahead log is started over by force (`_Checkpoints`), and its file is
-#: cut back to it when it starts over.
+#: Past this size the write-ahead log is started over by force (`_Checkpoints`).
 WAL_LIMIT_BYTES = 16 * 1024 * 1024
-#: How long a forced restart of the log waits for the writer (the event loop's transactions take
-#: milliseconds) and then for readers (an operator's shell), holding writers back meanwhile.
+#: A log file grown past this size (a long reader held the restarts off) is cut back to it when
+#: the log starts over. Not at `WAL_LIMIT_BYTES`: cutting the file at every restart cost the
+#: commit that did it 8-10 ms, on the event loop.
+WAL_FILE_LIMIT_BYTES = 4 * WAL_LIMIT_BYTES
+#: How long a forced restart of the log waits for another process's writer, then for readers
+#: (an operator's shell), holding writers back meanwhile.
 RESTART_WAIT = 0.1
+#: How often a transaction held back by a forced restart of the log looks whether it has ended.
+RESTART_LOOK = 0.001
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +112,13 @@ class _SQLite(Database):
     SQLite lets one writer in at a time, and a transaction here runs start to end without giving
     the loop back, so one connection serves every transaction in turn and none ever waits for
     another. What can still hold the loop is another process writing the same file (SQLite's busy
-    timeout) and an occasional checkpoint: several replicas belong on PostgreSQL.
+    timeout): several replicas belong on PostgreSQL.
+
+    A forced restart of the write-ahead log (`_Checkpoints`) holds writers back for a few
+    milliseconds. A transaction waiting for it inside SQLite would stop the event loop for that
+    long, and more: SQLite's busy handler sleeps 1, 2, 5, then 10 ms between looks. The two take
+    turns through `_turns` instead: a transaction that finds a restart going on waits for it on
+    the loop, which runs on meanwhile.
     """
 
     def __init__(self, url: str, *, synchronous: Synchronous) -> None:
@@ -114,11 +126,18 @@ class _SQLite(Database):
         event.listen(
             self._engine, "connect", functools.partial(_tune_sqlite, synchronous=synchronous)
         )
-        self._checkpoints = _Checkpoints(make_url(url).database or "")
+        self._turns = threading.Lock()
+        self._checkpoints = _Checkpoints(make_url(url).database or "", turns=self._turns)
 
     async def run(self, work: Callable[[Connection], T]) -> T:
-        with self._engine.begin() as conn:
-            return work(conn)
+        # The lock is another thread's to let go of: no event of the loop's own tells when.
+        while not self._turns.acquire(blocking=False):  # noqa: ASYNC110
+            await asyncio.sleep(RESTART_LOOK)
+        try:
+            with self._engine.begin() as conn:
+                return work(conn)
+        finally:
+            self._turns.release()
 
     async def dispose(self) -> None:
         self._checkpoints.stop()
@@ -137,14 +156,17 @@ class _Checkpoints(threading.Thread):
     grows without end (hundreds of MB in ten minutes at 5,000 active watches). So once it holds
     more than `WAL_LIMIT_BYTES`, a `RESTART` checkpoint follows the passive one: it holds the
     writer back while it copies the little written since, and the next commit starts the log
-    over (its file cut back to the limit: `journal_size_limit`). It waits `RESTART_WAIT` at most
-    for the writer and for readers, else it tries again a second later. docs/retention.md has
-    the measurements.
+    over (a file grown past `WAL_FILE_LIMIT_BYTES` cut back to it). It takes its turn with the
+    relay's transactions (`turns`), and waits `RESTART_WAIT` at most for another process's writer
+    and for readers, else it tries again a second later. While a reader of another process holds
+    part of the log uncopied (a long query in an operator's shell, a backup), no restart could
+    finish and none is tried. docs/retention.md has the measurements.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, turns: threading.Lock) -> None:
         super().__init__(name="sqlite-checkpoints", daemon=True)
         self._path = path
+        self._turns = turns
         self._stopping = threading.Event()
         self.start()
 
@@ -155,9 +177,11 @@ class _Checkpoints(threading.Thread):
                 # Not created here: until the relay's connection has made the file, wait.
                 uri = Path(self._path).resolve().as_uri() + "?mode=rw"
                 connection = connection or sqlite3.connect(uri, uri=True, timeout=RESTART_WAIT)
-                _, frames, _ = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if frames * _page_size(connection) > WAL_LIMIT_BYTES:
-                    connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+                _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                # Part of it left uncopied: a reader holds it, and would hold a restart up too.
+                if copied == frames and frames * _page_size(connection) > WAL_LIMIT_BYTES:
+                    with self._turns:
+                        connection.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
             except sqlite3.Error as exc:
                 log.debug("checkpoint of %s not done: %s", self._path, exc)
         if connection is not None:
@@ -199,7 +223,7 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any, *, synchronous: Synchronou
     cursor.execute("PRAGMA busy_timeout=5000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA wal_autocheckpoint=0")
-    cursor.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_FILE_LIMIT_BYTES}")
     cursor.close()
 
 
