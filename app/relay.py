@@ -233,7 +233,7 @@ async def _started(
     clients = client_apps.ClientApps(db, key_box=key_box, secret_overlap=settings.secret_overlap)
     challenger = ownership.Challenger(
         delivery_transport,
-        signing_secret=clients.signing_secret,
+        signing_secrets=clients.signing_secrets,
         timeout=min(ownership.CHALLENGE_TIMEOUT, settings.delivery_timeout),
     )
     try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Final
 
@@ -38,19 +38,19 @@ class OwnershipNotConfirmed(ValueError):
 class Challenger:
     """Sends ownership challenges for the registrar.
 
-    :param signing_secret: the client app's current signing secret, by client id, so the
-        challenge is signed as that app's webhooks are.
+    :param signing_secrets: the client app's signing secrets (two during a rotation's
+        overlap), by client id, so the challenge is signed as that app's webhooks are.
     """
 
     def __init__(
         self,
         transport: httpx.AsyncBaseTransport,
         *,
-        signing_secret: Callable[[str], Awaitable[str]],
+        signing_secrets: Callable[[str], Awaitable[Sequence[str]]],
         timeout: float = CHALLENGE_TIMEOUT,
     ) -> None:
         self._transport = transport
-        self._signing_secret = signing_secret
+        self._signing_secrets = signing_secrets
         self._extensions = timeout_extension(timeout)
         self._timeout = timeout
 
@@ -69,7 +69,7 @@ class Challenger:
             "data": {"challenge": challenge, "callback_url": callback_url},
         }
         body = json.dumps(event, separators=(",", ":"))
-        secret = await self._signing_secret(client_id)
+        keys = await self._signing_secrets(client_id)
         request = httpx.Request(
             "POST",
             parsed_url(callback_url),
@@ -77,7 +77,7 @@ class Challenger:
             headers={
                 "content-type": "application/json",
                 "user-agent": USER_AGENT,
-                **signature_headers(secret, message_id=message_id, body=body, at=at),
+                **signature_headers(keys, message_id=message_id, body=body, at=at),
             },
             extensions=self._extensions,
         )

@@ -168,10 +168,21 @@ class ClientApps:
 
         :raises UndecryptableError: RELAY_ENCRYPTION_KEY no longer holds its key.
         """
-        encrypted = await _signing_secret_of(self._db, client_id)
-        if encrypted is None:
+        return (await self.signing_secrets(client_id))[0]
+
+    async def signing_secrets(self, client_id: str) -> tuple[str, ...]:
+        """The app's current signing secret, and while a rotation's overlap lasts the one it
+        replaced, in clear: what its webhooks are signed with.
+
+        :raises UndecryptableError: RELAY_ENCRYPTION_KEY no longer holds its key.
+        """
+        signer = await _signer(self._db, client_id)
+        if signer is None:
             raise ClientNotFoundError(client_id)
-        return self._key_box.decrypt(encrypted, what=SECRET_NAME)
+        return tuple(
+            self._key_box.decrypt(encrypted, what=SECRET_NAME)
+            for encrypted in signing_secrets(signer, datetime.now(UTC))
+        )
 
     async def create(self, name: str) -> Credentials:
         """A new app with a new key and secret.
@@ -276,12 +287,25 @@ def _by_key_hash(conn: Connection, digest: str) -> _KeyOwner | None:
     return None if found is None else _KeyOwner(*found)
 
 
+def signing_secrets(signer: _Row, now: datetime) -> tuple[str, ...]:
+    """The client's secret, and the one it replaced while their overlap lasts (as stored):
+    receivers that still verify with the old secret, and those already on the new one, both
+    accept."""
+    until = signer.previous_secret_until
+    if signer.previous_signing_secret is None or until is None or until <= now:
+        return (signer.signing_secret,)
+    return (signer.signing_secret, signer.previous_signing_secret)
+
+
 @transaction
-def _signing_secret_of(conn: Connection, client_id: str) -> str | None:
-    secret: str | None = conn.execute(
-        select(clients.c.signing_secret).where(clients.c.id == client_id)
-    ).scalar_one_or_none()
-    return secret
+def _signer(conn: Connection, client_id: str) -> _Row | None:
+    return conn.execute(
+        select(
+            clients.c.signing_secret,
+            clients.c.previous_signing_secret,
+            clients.c.previous_secret_until,
+        ).where(clients.c.id == client_id)
+    ).one_or_none()
 
 
 def _app(row: _Row) -> ClientApp:

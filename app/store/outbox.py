@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, exists, insert, select, update
+from sqlalchemy import Connection, bindparam, exists, insert, select, update
 
 from app.states import EventState, WatchState
 from app.store import leases
+from app.store.client_apps import signing_secrets
 from app.store.database import transaction
 from app.store.prepared import Prepared
 from app.store.tables import attempts, clients, events, watches
@@ -139,7 +139,7 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
     if not claimed:
         return ClaimedEvents([], next_due_at)
     signers = conn.execute(_SIGNERS, {"ids": list({row.client_id for row in claimed})})
-    secrets = {row.id: _signing_secrets(row, now) for row in signers}
+    secrets = {row.id: signing_secrets(row, now) for row in signers}
     due = [
         DueEvent(
             id=row.id,
@@ -156,19 +156,6 @@ def claim_due_events(conn: Connection, *, owner: str, lease: float, limit: int) 
         for row in claimed
     ]
     return ClaimedEvents(due, next_due_at)
-
-
-#: A row of any shape.
-_Row = Row[*tuple[Any, ...]]
-
-
-def _signing_secrets(signer: _Row, now: datetime) -> tuple[str, ...]:
-    """The client's secret, and the one it replaced while their overlap lasts: receivers that
-    still verify with the old secret, and those already on the new one, both accept."""
-    until = signer.previous_secret_until
-    if signer.previous_signing_secret is None or until is None or until <= now:
-        return (signer.signing_secret,)
-    return (signer.signing_secret, signer.previous_signing_secret)
 
 
 @transaction

@@ -211,3 +211,26 @@ async def test_verify_callback_must_be_a_boolean(relay: RelayClient, value: obje
 
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body", "verify_callback"]
+
+
+async def test_during_a_rotations_overlap_the_challenge_verifies_with_either_secret(
+    start_relay: RelayFactory, challenged: tuple[Challenged, str]
+) -> None:
+    """As the webhooks that follow it do: a receiver not yet on the new secret still answers."""
+    receiver, callback = challenged
+    admin = {"Authorization": "Bearer admin-token-for-the-rotation-test"}
+    async with start_relay(
+        admin_token="admin-token-for-the-rotation-test", secret_overlap=3600
+    ) as relay:
+        me = (await relay.http.get("/v1/client")).json()
+        rotated = await relay.http.post(
+            f"/v1/admin/clients/{me['id']}/rotate-secret", headers=admin
+        )
+        response = await register(relay, callback)
+
+    assert response.status_code == 201, response.text
+    [(headers, body)] = receiver.received
+    new_secret = rotated.json()["signing_secret"]
+    assert new_secret != me["signing_secret"]
+    for secret in (me["signing_secret"], new_secret):
+        assert Webhook(secret).verify(body, headers)["type"] == "webhook.verify"

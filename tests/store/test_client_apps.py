@@ -11,7 +11,7 @@ from sqlalchemy import select, update
 
 from app.delivery.signing import generate_secret
 from app.encryption import KeyBox, UndecryptableError
-from app.store import outbox
+from app.store import client_apps, outbox
 from app.store.client_apps import (
     ClientApps,
     ClientNotFoundError,
@@ -204,7 +204,7 @@ async def test_deliveries_are_signed_with_the_previous_secret_only_while_it_over
     )
 
     def signing_at(now: datetime) -> list[str]:
-        return [KEY_BOX.decrypt(secret) for secret in outbox._signing_secrets(signer, now)]
+        return [KEY_BOX.decrypt(secret) for secret in client_apps.signing_secrets(signer, now)]
 
     now = datetime.now(UTC)
     assert signing_at(now) == [rotated.signing_secret, made.signing_secret]
