@@ -18,17 +18,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import (
-    BindParameter,
-    ColumnElement,
-    Connection,
-    Table,
-    bindparam,
-    delete,
-    or_,
-    select,
-    tuple_,
-)
+from sqlalchemy import BindParameter, Connection, bindparam, delete, or_, select, tuple_
 
 from app.states import CaptureState, EventState
 from app.store import leases
@@ -42,17 +32,12 @@ _IDS: BindParameter[str] = bindparam("ids", expanding=True)
 _EVENT_IDS: BindParameter[str] = bindparam("event_ids", expanding=True)
 
 
-def _free(table: Table) -> ColumnElement[bool]:
-    """Not leased, or leased by a claim that has lapsed."""
-    return or_(table.c.lease_expires_at.is_(None), table.c.lease_expires_at < leases.NOW)
-
-
 #: Up to `limit` finished watches that ended by `cutoff` and that no claim holds, oldest first;
 #: locked, skipping any another transaction holds. What of theirs is still at work is asked next,
 #: of these ids alone: asked here, PostgreSQL's planner would rather walk every event.
 _CANDIDATES = (
     select(watches.c.id)
-    .where(FINISHED, watches.c.updated_at <= bindparam("cutoff"), _free(watches))
+    .where(FINISHED, watches.c.updated_at <= bindparam("cutoff"), leases.unleased(watches))
     .order_by(watches.c.updated_at)
     .limit(bindparam("limit"))
     .with_for_update(of=watches, skip_locked=True)
@@ -64,14 +49,19 @@ _EVENTS_OF = select(events.c.id, events.c.watch_id).where(events.c.watch_id.in_(
 #: which is skipped; the watch of either waits for a later batch.
 _LOCK_EVENTS = (
     select(events.c.id)
-    .where(events.c.watch_id.in_(_IDS), events.c.state != EventState.PENDING, _free(events))
+    .where(
+        events.c.watch_id.in_(_IDS), events.c.state != EventState.PENDING, leases.unleased(events)
+    )
     .with_for_update(skip_locked=True)
 )
 #: The captures of the watches `ids` still at work: being obtained, or leased, or a stored file
 #: the file cleanup has yet to delete.
 _BUSY_CAPTURES = select(captures.c.id).where(
     captures.c.id.in_(_IDS),
-    or_(captures.c.state.in_((CaptureState.PENDING, CaptureState.STORED)), ~_free(captures)),
+    or_(
+        captures.c.state.in_((CaptureState.PENDING, CaptureState.STORED)),
+        ~leases.unleased(captures),
+    ),
 )
 _DELETE_ATTEMPTS = delete(attempts).where(attempts.c.event_id.in_(_EVENT_IDS))
 _DELETE_EVENTS = delete(events).where(events.c.id.in_(_EVENT_IDS))
