@@ -50,7 +50,7 @@ class Pruner:
         """Before the relay starts working: a SQLite file made without incremental auto-vacuum
         is rewritten with it, once, so that pruning can give space back."""
         if self._keep is not None and await retention.enable_incremental_vacuum(self._db):
-            log.info("the SQLite file was rewritten to give back the space of deleted rows")
+            log.info("database rewritten to give space back")
 
     async def run(self) -> None:
         if self._keep is None:
@@ -59,11 +59,14 @@ class Pruner:
         watches = await self._prune_watches(now - self._keep)
         keys = await self._prune_keys(now - idempotency.KEY_LIFETIME)
         if watches or keys:
+            finished_before = (now - self._keep).isoformat(timespec="seconds")
             log.info(
-                "deleted %d watches finished before %s and %d idempotency keys past their day",
-                watches,
-                (now - self._keep).isoformat(timespec="seconds"),
-                keys,
+                "retention pruned",
+                extra={
+                    "watches": watches,
+                    "idempotency_keys": keys,
+                    "finished_before": finished_before.replace("+00:00", "Z"),
+                },
             )
             await self._give_space_back()
 
