@@ -59,6 +59,7 @@ def settings(**values: Any) -> Settings:
         ("encryption_key", None),
         ("admin_token", None),
         ("secret_overlap", 86400.0),
+        ("retention", 2_592_000.0),
         ("max_active_watches", 100_000),
         ("rate_limit", 0.0),
         ("metrics_refresh", 15.0),
@@ -299,3 +300,9 @@ def test_sqlite_synchronous_commits_are_asked_for_in_either_case(
     assert settings().sqlite_synchronous == "full"
     with pytest.raises(ValidationError, match="sqlite_synchronous"):
         settings(sqlite_synchronous="extra")
+
+
+def test_a_negative_retention_is_refused_and_zero_means_keep_everything() -> None:
+    assert settings(retention="0").retention == 0
+    with pytest.raises(ValidationError, match="retention"):
+        settings(retention="-1")
