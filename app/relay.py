@@ -66,8 +66,10 @@ CAPTURE = "capture"
 DELIVER = "deliver"
 CLEANUP = "cleanup"
 PRUNE = "prune"
-#: Results are downloaded a piece of this many bytes at a time: one turn of the event loop each.
-CAPTURE_READ_BYTES = 1024 * 1024
+#: Results are downloaded a piece of this many bytes at a time: one turn of the event loop, and
+#: one hop to a worker thread to hash and write it, each. Each hop can wait milliseconds for the
+#: GIL, so a typical result (a few MB) comes in one or two pieces; a capture holds one at a time.
+CAPTURE_READ_BYTES = 4 * 1024 * 1024
 #: Seconds between two looks for captured files past their time to live.
 CLEANUP_INTERVAL = 60.0
 #: Seconds between two runs of retention: about a minute's worth of finished watches each.

@@ -184,17 +184,20 @@ async def _write_local(
 
     Written directly rather than through obstore, whose streamed writes buffer whole parts (5 MB)
     per capture and hand each chunk over to threads of their own: each capture holds one chunk.
-    Opening, writing and renaming happen in worker threads, as file-system calls can block.
+    The chunks are written in a worker thread (`_Counted`), where a write waits on the kernel
+    without holding up the loop; opening and renaming take a fraction of a millisecond and stay
+    on the loop, since each hop to a thread and back can wait milliseconds for the GIL while the
+    loop is busy (docs/capture-benchmark.md).
     """
     target = root / key
     part = root / PARTS_DIR / f"{secrets.token_hex(8)}{target.suffix}"
-    file = await asyncio.to_thread(_create, part)
     try:
-        with file:
+        with _create(part) as file:
             counted = _Counted(chunks, max_bytes, sink=file.write)
             async for _ in counted:
                 pass
-        await asyncio.to_thread(_move, part, target)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        part.replace(target)
     finally:
         part.unlink(missing_ok=True)
     return counted.written()
@@ -203,8 +206,3 @@ async def _write_local(
 def _create(path: Path) -> BinaryIO:
     path.parent.mkdir(parents=True, exist_ok=True)
     return path.open("wb")
-
-
-def _move(part: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    part.replace(target)
