@@ -10,21 +10,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from sqlalchemy import Connection, Table, func, select
 
 from app.delivery import webhooks
-from app.encryption import KeyBox
 from app.polling.policy import PollPolicy
 from app.states import EventState, WatchState
-from app.store import client_apps, outbox, polls, registrations, watch_queries
+from app.store import outbox, polls, registrations, watch_queries
 from app.store.database import Database
 from app.store.leases import release_leases
 from app.store.tables import attempts, events, watches
 from app.upstream import UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, DueEvent, DueWatch, Outcome, PollResult
-from tests.conftest import ENCRYPTION_KEY
 
 POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)
 RUNNING = parse_snapshot({"task_id": "t", "status": "in_progress", "progress": 40})
@@ -39,14 +36,6 @@ LONG_LEASE = 300.0
 Row = dict[str, Any]
 
 _tasks = itertools.count()
-
-
-@pytest.fixture
-async def client_id(db: Database) -> str:
-    boot = await client_apps.bootstrap_default_client(
-        db, api_key="rk_leases", signing_secret=None, key_box=KeyBox.from_config(ENCRYPTION_KEY)
-    )
-    return boot.client.id
 
 
 async def register(

@@ -55,14 +55,6 @@ LONG_LEASE = 300.0
 _tasks = itertools.count()
 
 
-@pytest.fixture
-async def client_id(db: Database) -> str:
-    boot = await client_apps.bootstrap_default_client(
-        db, api_key="rk_retention", signing_secret=None, key_box=KeyBox.from_config(ENCRYPTION_KEY)
-    )
-    return boot.client.id
-
-
 def pruner(db: Database, **options: Any) -> Pruner:
     return Pruner(db=db, **{"retention": RETENTION.total_seconds(), **options})
 
