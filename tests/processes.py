@@ -21,18 +21,10 @@ UVICORN = ("uvicorn", "app.main:app")
 SERVE = ("app", "serve")
 
 
-@asynccontextmanager
-async def relay_process(
-    database_url: str,
-    upstream: Upstream | FlakyUpstream,
-    log: Path,
-    launch: tuple[str, ...] = UVICORN,
-    /,
-    **env: str,
-) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
-    """The relay as operators run it (`uvicorn app.main:app`, or `launch`), configured by the
-    environment."""
-    port = free_port()
+def relay_env(
+    database_url: str, upstream: Upstream | FlakyUpstream, folder: Path, **env: str
+) -> dict[str, str]:
+    """The environment of a relay process: quick polls and retries, files kept in `folder`."""
     env = {
         **os.environ,
         "RELAY_DATABASE_URL": database_url,
@@ -47,12 +39,28 @@ async def relay_process(
         "RELAY_UPSTREAM_TIMEOUT": "1",
         "RELAY_DELIVERY_TIMEOUT": "1",
         "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
-        "RELAY_STORAGE_DIR": str(log.parent / "files"),
+        "RELAY_STORAGE_DIR": str(folder / "files"),
         **env,
     }
     if make_url(database_url).get_backend_name() != "sqlite":
         # A SQLite relay keeps a key of its own beside its file; PostgreSQL needs one configured.
         env.setdefault("RELAY_ENCRYPTION_KEY", ENCRYPTION_KEY)
+    return env
+
+
+@asynccontextmanager
+async def relay_process(
+    database_url: str,
+    upstream: Upstream | FlakyUpstream,
+    log: Path,
+    launch: tuple[str, ...] = UVICORN,
+    /,
+    **env: str,
+) -> AsyncIterator[tuple[httpx.AsyncClient, asyncio.subprocess.Process]]:
+    """The relay as operators run it (`uvicorn app.main:app`, or `launch`), configured by the
+    environment."""
+    port = free_port()
+    env = relay_env(database_url, upstream, log.parent, **env)
     with log.open("ab") as output:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", *launch, "--port", str(port),

@@ -26,9 +26,9 @@ from cryptography.fernet import Fernet
 from app import logs
 from app.redaction import MASK, Redactor
 from app.settings import Settings
-from tests.conftest import API_KEY, ENCRYPTION_KEY, SIGNING_SECRET, UPSTREAM_KEY, Upstream
+from tests.conftest import API_KEY, Upstream
 from tests.flaky_upstream import SERVER_ERROR, FlakyUpstream, task
-from tests.processes import SERVE, relay_process
+from tests.processes import SERVE, relay_env, relay_process
 from tests.receiver import Receiver
 from tests.servers import free_port, serve
 
@@ -245,24 +245,13 @@ async def test_the_upstream_circuit_logs_when_it_opens_and_when_it_closes(
 
 
 async def test_on_a_terminal_lines_are_readable_text_with_their_ids_not_json(
-    database_url: str, upstream: Upstream, receiver: tuple[Receiver, str]
+    database_url: str, upstream: Upstream, receiver: tuple[Receiver, str], tmp_path: Path
 ) -> None:
     _, callback = receiver
     port = free_port()
-    env = {
-        **os.environ,
-        "RELAY_DATABASE_URL": database_url,
-        "NEBULA_BASE_URL": upstream.url,
-        "NEBULA_API_KEY": UPSTREAM_KEY,
-        "RELAY_API_KEY": API_KEY,
-        "RELAY_SIGNING_SECRET": SIGNING_SECRET,
-        "RELAY_ENCRYPTION_KEY": ENCRYPTION_KEY,
-        "RELAY_POLL_INTERVAL": "0.2",
-        "RELAY_TICK_INTERVAL": "0.05",
-        "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
-        "RELAY_CAPTURE": "false",
-        "RELAY_LOG_LEVEL": "debug",
-    }
+    env = relay_env(
+        database_url, upstream, tmp_path, RELAY_CAPTURE="false", RELAY_LOG_LEVEL="debug"
+    )
     env.pop("RELAY_LOG_FORMAT", None)
     with terminal() as (screen, written):
         process = await asyncio.create_subprocess_exec(
