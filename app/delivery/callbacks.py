@@ -316,8 +316,3 @@ def _spelled(host: str, address: IPAddress) -> str:
         if embedded is not None:
             text += f", which leads to {embedded}"
     return text
-
-
-def validate_callback_url(url: str, *, allow_private: bool) -> str:
-    """`CallbackPolicy.validate` with no allowlist and http allowed."""
-    return CallbackPolicy(allow_private=allow_private).validate(url)

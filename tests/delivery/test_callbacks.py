@@ -16,7 +16,6 @@ from app.delivery.callbacks import (
     host_address,
     is_public,
     parse_allowlist,
-    validate_callback_url,
 )
 
 
@@ -128,7 +127,7 @@ EMBEDDED_IPV4_URLS = [
 
 @pytest.mark.parametrize("url", PUBLIC_URLS)
 def test_a_public_http_url_is_accepted_as_given(url: str) -> None:
-    assert validate_callback_url(url, allow_private=False) == url
+    assert CallbackPolicy(allow_private=False).validate(url) == url
 
 
 @pytest.mark.parametrize("url", PRIVATE_URLS + ODD_SPELLINGS + RESERVED_URLS + EMBEDDED_IPV4_URLS)
@@ -136,7 +135,7 @@ def test_a_non_public_address_is_refused(url: str) -> None:
     with pytest.raises(
         CallbackRefused, match=r"private or loopback.*RELAY_ALLOW_PRIVATE_CALLBACKS"
     ):
-        validate_callback_url(url, allow_private=False)
+        CallbackPolicy(allow_private=False).validate(url)
 
 
 @pytest.mark.parametrize(
@@ -151,7 +150,7 @@ def test_a_non_public_address_is_refused(url: str) -> None:
 )
 def test_the_refusal_says_which_address_the_url_names(url: str, said: str) -> None:
     with pytest.raises(CallbackRefused) as refused:
-        validate_callback_url(url, allow_private=False)
+        CallbackPolicy(allow_private=False).validate(url)
 
     assert said in str(refused.value)
 
@@ -169,14 +168,14 @@ UNSENDABLE = {"http://0177.0.0.1/hook"}
     ],
 )
 def test_private_addresses_are_accepted_when_allowed(url: str) -> None:
-    assert validate_callback_url(url, allow_private=True) == url
+    assert CallbackPolicy(allow_private=True).validate(url) == url
 
 
 @pytest.mark.parametrize(("allow_private", "reason"), [(False, "private"), (True, "not a valid")])
 def test_an_address_with_a_zone_is_refused(allow_private: bool, reason: str) -> None:
     """reqwest takes no zone id: the relay could never send there."""
     with pytest.raises(CallbackRefused, match=reason):
-        validate_callback_url("http://[fe80::1%25eth0]/", allow_private=allow_private)
+        CallbackPolicy(allow_private=allow_private).validate("http://[fe80::1%25eth0]/")
 
 
 @pytest.mark.parametrize(
@@ -210,14 +209,14 @@ def test_a_url_that_is_not_a_usable_http_address_is_refused(
     url: str, reason: str, allow_private: bool
 ) -> None:
     with pytest.raises(CallbackRefused, match=reason):
-        validate_callback_url(url, allow_private=allow_private)
+        CallbackPolicy(allow_private=allow_private).validate(url)
 
 
 def test_a_url_of_exactly_the_maximum_length_is_accepted() -> None:
     url = "https://example.com/"
     url += "a" * (MAX_URL_LENGTH - len(url))
 
-    assert validate_callback_url(url, allow_private=False) == url
+    assert CallbackPolicy(allow_private=False).validate(url) == url
 
 
 @pytest.mark.parametrize(
