@@ -55,6 +55,8 @@ class Relay:
     registrar: Registrar
     links: FileLinks
     storage: FileStorage
+    #: Signs the operator console's session cookies and CSRF tokens; shared by every replica.
+    console_key: bytes
 
     def deliver_now(self) -> None:
         """Events queued again by the API are sent at once, not at the next tick."""
@@ -76,6 +78,8 @@ CLEANUP_INTERVAL = 60.0
 PRUNE_INTERVAL = 60.0
 #: The name of the key that signs links to captured files (`relay_secrets`).
 LINKS_SECRET = "file_links"
+#: The name of the key that signs the console's sessions (`relay_secrets`).
+CONSOLE_SECRET = "console_sessions"
 
 
 @asynccontextmanager
@@ -144,6 +148,9 @@ async def _started(
             await relay_secrets.get_or_create(db, name=LINKS_SECRET, make=lambda: token_hex(32))
         ),
         origin=origin or Origin(settings.public_url),
+    )
+    console_key = bytes.fromhex(
+        await relay_secrets.get_or_create(db, name=CONSOLE_SECRET, make=lambda: token_hex(32))
     )
     storage = FileStorage.from_settings(settings)
     capture_transport = transport.create_transport(
@@ -254,6 +261,7 @@ async def _started(
             ),
             links,
             storage,
+            console_key,
         )
     finally:
 

@@ -83,6 +83,8 @@ class Settings(BaseSettings):
     max_active_watches: int = Field(100_000, ge=0)
     rate_limit: float = Field(0.0, ge=0)
     metrics_refresh: float = Field(15.0, ge=0)
+    console: bool = True
+    console_session_ttl: float = Field(8 * 3600.0, gt=0)
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     log_format: Literal["auto", "json", "text"] = "auto"
 

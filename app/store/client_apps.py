@@ -157,7 +157,12 @@ class ClientApps:
         its timing say nothing about the key; the digest found is compared in constant time
         anyway, so no store-side quirk of comparison can admit a near miss.
         """
-        digest = hash_api_key(api_key)
+        return await self.holder_of(hash_api_key(api_key))
+
+    async def holder_of(self, digest: str) -> Client | None:
+        """The app whose current API key has this digest (`hash_api_key`); None once that key
+        was rotated away or revoked. The console's session holds the digest of the key it was
+        opened with, not the key, and asks this on every request."""
         row = await _by_key_hash(self._db, digest)
         if row is None or not hmac.compare_digest(row.api_key_hash, digest):
             return None
@@ -170,9 +175,12 @@ class ClientApps:
         """
         return (await self.signing_secrets(client_id))[0]
 
-    async def signing_secrets(self, client_id: str) -> tuple[str, ...]:
+    async def signing_secrets(
+        self, client_id: str, *, at: datetime | None = None
+    ) -> tuple[str, ...]:
         """The app's current signing secret, and while a rotation's overlap lasts the one it
-        replaced, in clear: what its webhooks are signed with.
+        replaced, in clear: what its webhooks are signed with (at `at`, default now: the console
+        shows the headers of a past attempt).
 
         :raises UndecryptableError: RELAY_ENCRYPTION_KEY no longer holds its key.
         """
@@ -181,7 +189,7 @@ class ClientApps:
             raise ClientNotFoundError(client_id)
         return tuple(
             self._key_box.decrypt(encrypted, what=SECRET_NAME)
-            for encrypted in signing_secrets(signer, datetime.now(UTC))
+            for encrypted in signing_secrets(signer, at or datetime.now(UTC))
         )
 
     async def create(self, name: str) -> Credentials:
