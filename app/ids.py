@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 import time
+from datetime import datetime
 
 _ID = re.compile(r"([a-z]+)_[0-9a-f]{28}")
 
@@ -13,6 +14,12 @@ _ID = re.compile(r"([a-z]+)_[0-9a-f]{28}")
 def new_id(prefix: str) -> str:
     """A time-ordered id: sorting by id is sorting by creation, which cursor pagination uses."""
     return f"{prefix}_{time.time_ns() // 1_000_000:012x}{secrets.token_hex(8)}"
+
+
+def id_floor(prefix: str, moment: datetime) -> str:
+    """The least id `new_id(prefix)` can make at `moment` or later: a bound on ids, and so on
+    creation times, that an index on ids can use."""
+    return f"{prefix}_{int(moment.timestamp() * 1000):012x}"
 
 
 def is_id(prefix: str, value: str) -> bool:

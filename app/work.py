@@ -63,12 +63,19 @@ class PollResult:
     consecutive_refusals: int = 0
     expiry: webhooks.Expiry | None = None
     polled: bool = True
+    #: Seconds from the task's end to this poll, when it is the one that saw it end.
+    detection_lag: float | None = None
 
     @property
     def final(self) -> bool:
         return self.expiry is not None or (
             self.snapshot is not None and self.snapshot.status.terminal
         )
+
+    @property
+    def status_changed(self) -> bool:
+        """The poll found the task in another status than the last one seen (or its first)."""
+        return self.snapshot is not None and self.snapshot.status.value != self.watch.task_status
 
     @property
     def succeeded(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from app.delivery import webhooks
@@ -174,11 +175,13 @@ class Poller:
             self._metrics.upstream_seconds.observe(time.perf_counter() - started)
         self._circuit.record(failed=False)
         self._metrics.polls.labels(outcome=snapshot.status.value).inc()
+        result = self._policy.after_snapshot(watch, snapshot, now)
         if snapshot.status.terminal:
             lag = detection_lag(snapshot.finished_at, watch.last_looked_at, datetime.now(UTC))
             if lag is not None:
                 self._metrics.detection_lag.labels(source=lag.source).observe(lag.seconds)
-        return self._policy.after_snapshot(watch, snapshot, now)
+                return replace(result, detection_lag=lag.seconds)
+        return result
 
 
 def _ids(watch: DueWatch) -> dict[str, str]:

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Float, String, bindparam, func, insert, select, update
 
 from app.delivery import webhooks
 from app.states import WatchState
@@ -19,7 +19,8 @@ from app.store import captures, leases
 from app.store.database import transaction
 from app.store.prepared import Prepared
 from app.store.tables import captures as capture_rows
-from app.store.tables import events, watches
+from app.store.tables import events, task_changes, watches
+from app.store.types import UTCDateTime
 from app.work import DueWatch, PollResult
 
 #: What a claimed watch brings along: the fields of `DueWatch`, in order.
@@ -94,6 +95,20 @@ _RECORD_FAILED = Prepared(
         **_POLLED,
     )
 )
+#: Note a status that a poll found changed (`task_changes`), for a watch still ours and active:
+#: run before the write-backs, which end the lease.
+_NOTE_CHANGE = insert(task_changes).from_select(
+    ["watch_id", "client_id", "at", "task_status", "upstream_status", "progress", "detection_lag"],
+    select(
+        watches.c.id,
+        watches.c.client_id,
+        bindparam("b_now", type_=UTCDateTime),
+        bindparam("b_status", type_=String),
+        bindparam("b_upstream_status", type_=String),
+        bindparam("b_progress", type_=Float),
+        bindparam("b_lag", type_=Float),
+    ).where(*_STILL_OURS),
+)
 #: Lock the watches `ids` for the rest of the transaction, to learn which are still ours.
 _LOCK_WATCHES = (
     select(watches.c.id, watches.c.lease_owner, watches.c.state)
@@ -154,6 +169,7 @@ def record_polls(
     same way. Every kind of write is one statement for the whole batch.
     """
     now = datetime.now(UTC)
+    _note_changes(conn, owner, [r for r in results if r.status_changed], now)
     seen: list[PollResult] = []
     moving: list[PollResult] = []
     failed: list[PollResult] = []
@@ -199,6 +215,29 @@ def record_polls(
         ],
     )
     return _write_events(conn, owner, moving, now, capture_timeout)
+
+
+def _note_changes(
+    conn: Connection, owner: str, results: Sequence[PollResult], now: datetime
+) -> None:
+    """A few rows in a watch's life (queued, running, ended), so one statement per batch."""
+    if results:
+        conn.execute(
+            _NOTE_CHANGE,
+            [
+                {
+                    "b_id": r.watch.id,
+                    "b_owner": owner,
+                    "b_now": now,
+                    "b_status": r.snapshot.status.value,
+                    "b_upstream_status": r.snapshot.upstream_status[:64],
+                    "b_progress": r.snapshot.progress,
+                    "b_lag": r.detection_lag,
+                }
+                for r in results
+                if r.snapshot is not None
+            ],
+        )
 
 
 def _write_events(

@@ -55,6 +55,7 @@ class Registrations:
         now = datetime.now(UTC)
         watch = watch_queries.Watch(
             id=new_id("wat"),
+            client_id=client_id,
             task_id=task_id,
             callback_url=callback_url,
             metadata=metadata,

@@ -23,7 +23,15 @@ from sqlalchemy import BindParameter, Connection, bindparam, delete, or_, select
 from app.states import CaptureState, EventState
 from app.store import leases
 from app.store.database import transaction
-from app.store.tables import FINISHED, attempts, captures, events, idempotency_keys, watches
+from app.store.tables import (
+    FINISHED,
+    attempts,
+    captures,
+    events,
+    idempotency_keys,
+    task_changes,
+    watches,
+)
 
 #: SQLite's `auto_vacuum` mode that frees pages on demand (`PRAGMA incremental_vacuum`).
 INCREMENTAL = 2
@@ -66,6 +74,7 @@ _BUSY_CAPTURES = select(captures.c.id).where(
 _DELETE_ATTEMPTS = delete(attempts).where(attempts.c.event_id.in_(_EVENT_IDS))
 _DELETE_EVENTS = delete(events).where(events.c.id.in_(_EVENT_IDS))
 _DELETE_CAPTURES = delete(captures).where(captures.c.id.in_(_IDS))
+_DELETE_CHANGES = delete(task_changes).where(task_changes.c.watch_id.in_(_IDS))
 _DELETE_WATCHES = delete(watches).where(watches.c.id.in_(_IDS))
 #: Delete up to `limit` idempotency keys made by `cutoff`, oldest first, skipping any another
 #: transaction holds (a request storing its answer in place of an expired one).
@@ -91,7 +100,7 @@ class Pruned:
 @transaction
 def prune_watches(conn: Connection, *, finished_before: datetime, limit: int) -> Pruned:
     """Delete up to `limit` watches that finished by `finished_before`, oldest first, each with
-    its events, their attempts, and its capture."""
+    its events, their attempts, its capture and its task's course."""
     now = datetime.now(UTC)
     ids = list(
         conn.execute(_CANDIDATES, {"cutoff": finished_before, "now": now, "limit": limit}).scalars()
@@ -109,6 +118,7 @@ def prune_watches(conn: Connection, *, finished_before: datetime, limit: int) ->
         conn.execute(_DELETE_EVENTS, {"event_ids": event_ids})
     if chosen:
         conn.execute(_DELETE_CAPTURES, {"ids": chosen})
+        conn.execute(_DELETE_CHANGES, {"ids": chosen})
         conn.execute(_DELETE_WATCHES, {"ids": chosen})
     return Pruned(found=len(ids), deleted=len(chosen))
 

@@ -130,6 +130,8 @@ events = Table(
     Index("ix_events_first_due", "state", "attempts", "next_attempt_at"),
     Index("ix_events_watch_id_seq", "watch_id", "seq"),
     Index("ix_events_client_id_state", "client_id", "state"),
+    # Deliveries of the last hour and day, for the console's overview.
+    Index("ix_events_delivered_at", "delivered_at"),
 )
 
 #: One row per delivery attempt, kept for the operator's and the receiver's debugging.
@@ -145,6 +147,26 @@ attempts = Table(
     Column("response_excerpt", Text, nullable=True),
     Column("next_attempt_at", UTCDateTime, nullable=True),
     Index("ix_attempts_event_id", "event_id"),
+    Index("ix_attempts_attempted_at", "attempted_at"),
+)
+
+#: A task's course as the relay saw it: a row each time a poll found a status other than the one
+#: before (the first status seen included), with the progress then. Written with the poll's
+#: write-back, a few rows in a watch's life; read by the console. `detection_lag` (seconds) is set
+#: on the row of the task's end: how long after it ended the relay saw it (`metrics.detection_lag`).
+task_changes = Table(
+    "task_changes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("watch_id", String(40), ForeignKey("watches.id"), nullable=False),
+    Column("client_id", String(40), ForeignKey("clients.id"), nullable=False),
+    Column("at", UTCDateTime, nullable=False),
+    Column("task_status", String(16), nullable=False),
+    Column("upstream_status", String(64), nullable=True),
+    Column("progress", Float, nullable=True),
+    Column("detection_lag", Float, nullable=True),
+    Index("ix_task_changes_watch_id", "watch_id"),
+    Index("ix_task_changes_at", "at"),
 )
 
 #: What a POST with an `Idempotency-Key` answered, so a retried request gets the same answer.

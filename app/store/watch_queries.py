@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, func, select, update
 
 from app.delivery import webhooks
+from app.ids import id_floor
 from app.states import CaptureState, EventState, WatchState
 from app.store.database import transaction
-from app.store.tables import attempts, captures, events, watches
+from app.store.tables import attempts, captures, clients, events, task_changes, watches
 
 _LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
 _ENDED = (WatchState.NOTIFYING, WatchState.COMPLETED, WatchState.FAILED)
@@ -49,6 +50,7 @@ class CaptureSummary:
 @dataclass(frozen=True, slots=True)
 class Watch:
     id: str
+    client_id: str
     task_id: str
     callback_url: str
     metadata: Any
@@ -80,6 +82,40 @@ class Attempt:
     next_attempt_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TaskChange:
+    """A status the relay saw the task take, with its progress then."""
+
+    at: datetime
+    task_status: str
+    upstream_status: str | None
+    progress: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class EventDetail:
+    """A webhook as sent: `id` is its `webhook-id`, `payload` its body, byte for byte."""
+
+    id: str
+    type: str
+    state: str
+    payload: str
+    created_at: datetime
+    attempts: int
+    next_attempt_at: datetime | None
+    delivered_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class WatchHistory:
+    watch: Watch
+    client_name: str
+    changes: list[TaskChange]
+    events: list[EventDetail]
+    #: Oldest first, as `attempts_of`.
+    attempts: list[Attempt]
+
+
 class WrongState(Exception):
     """The watch exists but is not in a state that allows the operation."""
 
@@ -90,6 +126,7 @@ class WrongState(Exception):
 
 _WATCH_COLUMNS = [
     watches.c.id,
+    watches.c.client_id,
     watches.c.task_id,
     watches.c.callback_url,
     watches.c.metadata,
@@ -143,33 +180,74 @@ def get(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
     return _read(conn, client_id, watch_id)
 
 
-def _read(conn: Connection, client_id: str, watch_id: str) -> Watch | None:
-    row = conn.execute(
-        select(*_WATCH_COLUMNS).where(watches.c.client_id == client_id, watches.c.id == watch_id)
-    ).one_or_none()
+def _read(conn: Connection, client_id: str | None, watch_id: str) -> Watch | None:
+    query = select(*_WATCH_COLUMNS).where(watches.c.id == watch_id)
+    if client_id is not None:
+        query = query.where(watches.c.client_id == client_id)
+    row = conn.execute(query).one_or_none()
     return None if row is None else _with_events(conn, [row])[0]
+
+
+@dataclass(frozen=True, slots=True)
+class WatchFilter:
+    """Which watches a page lists; every condition given must hold."""
+
+    state: WatchState | None = None
+    task_status: str | None = None
+    #: The type of the watch's final event (`task.succeeded`, `task.failed`, `watch.expired`).
+    event_type: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    task_id: str | None = None
+    task_id_prefix: str | None = None
 
 
 @transaction
 def page(
     conn: Connection,
     *,
-    client_id: str,
+    client_id: str | None,
     limit: int,
     before: str | None = None,
-    state: WatchState | None = None,
-    task_id: str | None = None,
+    matching: WatchFilter = WatchFilter(),
 ) -> list[Watch]:
-    """Newest first; ids are time-ordered, so `before` (the last id seen) is a stable cursor."""
-    query = select(*_WATCH_COLUMNS).where(watches.c.client_id == client_id)
+    """Newest first; ids are time-ordered, so `before` (the last id seen) is a stable cursor.
+
+    `client_id` None is the operator's view: every app's watches.
+    """
+    query = select(*_WATCH_COLUMNS)
+    if client_id is not None:
+        query = query.where(watches.c.client_id == client_id)
     if before is not None:
         query = query.where(watches.c.id < before)
-    if state is not None:
-        query = query.where(watches.c.state == state)
-    if task_id is not None:
-        query = query.where(watches.c.task_id == task_id)
+    query = query.where(*_conditions(matching))
     query = query.order_by(watches.c.id.desc()).limit(limit)
     return _with_events(conn, conn.execute(query).all())
+
+
+def _conditions(matching: WatchFilter) -> list[ColumnElement[bool]]:
+    """Creation times become bounds on the id, which begins with it: the index that orders the
+    page also narrows it."""
+    found: list[ColumnElement[bool]] = []
+    if matching.state is not None:
+        found.append(watches.c.state == matching.state)
+    if matching.task_status is not None:
+        found.append(watches.c.task_status == matching.task_status)
+    if matching.task_id is not None:
+        found.append(watches.c.task_id == matching.task_id)
+    if matching.task_id_prefix:
+        found.append(watches.c.task_id.startswith(matching.task_id_prefix, autoescape=True))
+    if matching.created_after is not None:
+        found.append(watches.c.id >= id_floor("wat", matching.created_after))
+    if matching.created_before is not None:
+        found.append(watches.c.id < id_floor("wat", matching.created_before))
+    if matching.event_type is not None:
+        found.append(
+            select(events.c.id)
+            .where(events.c.watch_id == watches.c.id, events.c.type == matching.event_type)
+            .exists()
+        )
+    return found
 
 
 @transaction
@@ -278,6 +356,49 @@ def _requeued(now: datetime) -> dict[str, Any]:
 
 
 @transaction
+def history(conn: Connection, *, client_id: str | None, watch_id: str) -> WatchHistory | None:
+    """Everything known of one watch, for the console's page of it; `client_id` None is the
+    operator's view (any app's watch)."""
+    watch = _read(conn, client_id, watch_id)
+    if watch is None:
+        return None
+    client_name = conn.execute(
+        select(clients.c.name).where(clients.c.id == watch.client_id)
+    ).scalar_one()
+    changes = conn.execute(
+        select(
+            task_changes.c.at,
+            task_changes.c.task_status,
+            task_changes.c.upstream_status,
+            task_changes.c.progress,
+        )
+        .where(task_changes.c.watch_id == watch_id)
+        .order_by(task_changes.c.id)
+    )
+    sent = conn.execute(
+        select(
+            events.c.id,
+            events.c.type,
+            events.c.state,
+            events.c.payload,
+            events.c.created_at,
+            events.c.attempts,
+            events.c.next_attempt_at,
+            events.c.delivered_at,
+        )
+        .where(events.c.watch_id == watch_id)
+        .order_by(events.c.seq)
+    )
+    return WatchHistory(
+        watch=watch,
+        client_name=client_name,
+        changes=[TaskChange(**row._mapping) for row in changes],
+        events=[EventDetail(**row._mapping) for row in sent],
+        attempts=_attempts(conn, watch_id),
+    )
+
+
+@transaction
 def attempts_of(conn: Connection, *, client_id: str, watch_id: str) -> list[Attempt] | None:
     """Every delivery attempt of every event of the watch, oldest first; None if no such watch."""
     owned = conn.execute(
@@ -285,6 +406,10 @@ def attempts_of(conn: Connection, *, client_id: str, watch_id: str) -> list[Atte
     ).one_or_none()
     if owned is None:
         return None
+    return _attempts(conn, watch_id)
+
+
+def _attempts(conn: Connection, watch_id: str) -> list[Attempt]:
     rows = conn.execute(
         select(
             attempts.c.event_id,

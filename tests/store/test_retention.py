@@ -33,7 +33,7 @@ from app.store import (
 from app.store.captures import new_capture_row
 from app.store.database import Database, migrate, open_database
 from app.store.leases import release_leases
-from app.store.tables import attempts, captures, events, idempotency_keys, watches
+from app.store.tables import attempts, captures, events, idempotency_keys, task_changes, watches
 from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, Outcome
 from tests.conftest import ENCRYPTION_KEY, RelayFactory, Upstream
@@ -131,6 +131,7 @@ async def kept(db: Database, table: Table, ids: Sequence[str]) -> set[str]:
         "watches": watches.c.id,
         "events": events.c.watch_id,
         "captures": captures.c.id,
+        "task_changes": task_changes.c.watch_id,
     }[table.name]
 
     def read(conn: Connection) -> set[str]:
@@ -162,6 +163,7 @@ async def test_watches_over_for_longer_than_the_retention_go_with_every_row_of_t
     await add_capture(db, captured, client_id, CaptureState.EXPIRED)
     ids = [delivered, given_up, cancelled, captured]
     assert await attempts_of(db, ids) == 3
+    assert await kept(db, task_changes, ids) == {delivered, given_up, captured}
     await finished_ago(db, ids, EXPIRED)
 
     await pruner(db).run()
@@ -169,6 +171,7 @@ async def test_watches_over_for_longer_than_the_retention_go_with_every_row_of_t
     assert await kept(db, watches, ids) == set()
     assert await kept(db, events, ids) == set()
     assert await kept(db, captures, ids) == set()
+    assert await kept(db, task_changes, ids) == set()
     assert await attempts_of(db, ids) == 0
 
 

@@ -133,8 +133,7 @@ async def list_watches(
         client_id=client.id,
         limit=limit + 1,
         before=cursor,
-        state=state,
-        task_id=task_id,
+        matching=watch_queries.WatchFilter(state=state, task_id=task_id),
     )
     data = [_out(watch, relay) for watch in found[:limit]]
     return WatchPage(data=data, next_cursor=data[-1].id if len(found) > limit else None)
