@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import contextvars
 import functools
 import random
 import re
@@ -25,15 +24,12 @@ import secrets
 import shutil
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import httpx
-from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import make_url
 
 from app.encryption import KeyBox
@@ -41,7 +37,7 @@ from app.main import create_app
 from app.settings import Settings
 from app.store import client_apps
 from app.store.database import migrate, open_database
-from bench import console_data
+from bench import console_data, console_queries
 from bench.figures import Report, percentile
 from bench.servers import Server
 
@@ -85,13 +81,6 @@ class Kind:
 class Timings:
     seconds: list[float] = field(default_factory=list)
     sizes: list[int] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    sql: str
-    parameters: Any
-    seconds: float
 
 
 def kinds(watch_ids: Sequence[str], task_ids: Sequence[str]) -> list[Kind]:
@@ -165,7 +154,7 @@ async def _measure(config: Config, url: str, workdir: Path) -> None:
         await relay.stop()
     print("\n== Queries: the same requests, once each, in a relay inside this process")
     statements = await _count_queries(settings, to_time, random.Random(config.seed))
-    _add_queries(report, statements)
+    await _add_queries(report, url, statements)
     kinds_written = ", ".join(f"{n:,} {kind}" for kind, n in ours.kinds.most_common())
     report.notes.append(f"the app's watches: {kinds_written}")
     report.notes.append(
@@ -175,7 +164,7 @@ async def _measure(config: Config, url: str, workdir: Path) -> None:
     print(f"\n== Figures ({config.watches:,} watches, {backend}): measured, target, verdict")
     report.print()
     if config.explain:
-        await _explain(url, statements)
+        await console_queries.print_plans(url, statements)
 
 
 @contextlib.asynccontextmanager
@@ -184,24 +173,14 @@ async def _database(config: Config, workdir: Path) -> AsyncIterator[str]:
     if config.database is None:
         yield f"sqlite:///{workdir / 'relay.db'}"
         return
-    server = make_url(config.database)
     name = f"bench_console_{secrets.token_hex(4)}"
-    connection = await asyncpg.connect(
-        host=server.host,
-        port=server.port,
-        user=server.username,
-        password=server.password,
-        database=server.database,
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-        yield server.set(database=name).render_as_string(hide_password=False)
+    async with console_queries.postgres(config.database) as server:
+        await server.execute(f'CREATE DATABASE "{name}"')
+        yield make_url(config.database).set(database=name).render_as_string(hide_password=False)
         if config.keep:
             print(f"  kept the database {name}")
         else:
-            await connection.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
+            await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
 
 
 async def _seed(config: Config, url: str) -> tuple[console_data.Seeded, console_data.Seeded]:
@@ -236,6 +215,11 @@ async def _seed(config: Config, url: str) -> tuple[console_data.Seeded, console_
         )
     finally:
         await db.dispose()
+    if config.database is not None:
+        # What autovacuum would do within a minute of so many new rows: without the statistics,
+        # the planner takes every table for a few rows.
+        async with console_queries.postgres(url) as pg:
+            await pg.execute("ANALYZE")
     print(
         f"  seeded {ours.rows + others.rows:,} rows in {ours.seconds + others.seconds:.0f} s "
         f"({config.watches + config.other_watches:,} watches with their task changes, events "
@@ -321,23 +305,13 @@ def _add_timings(report: Report, kind: Kind, timings: Timings) -> None:
     )
 
 
-#: The statements of the request being made, while `_count_queries` records them.
-_recording: contextvars.ContextVar[list[Statement] | None] = contextvars.ContextVar(
-    "recording", default=None
-)
-#: Where a connection keeps when its statement began.
-_STARTED = "bench_console_started"
-
-
 async def _count_queries(
     settings: Settings, to_time: Sequence[Kind], rng: random.Random
-) -> dict[str, list[Statement]]:
-    """Each kind's statements, from one request after one to warm up, in a relay run here: the
-    statements made while the request is served, on its task (the relay's background work runs
-    on tasks of its own, and is left out)."""
-    app = create_app(settings)
-    found: dict[str, list[Statement]] = {}
-    with _recorded():
+) -> dict[str, console_queries.Recorded]:
+    """Each kind's statements, from one request after one to warm up, in a relay run here."""
+    found: dict[str, console_queries.Recorded] = {}
+    with console_queries.recording():
+        app = create_app(settings)
         async with app.router.lifespan_context(app):
             transport = httpx.ASGITransport(app=app)
             async with (
@@ -347,44 +321,23 @@ async def _count_queries(
                 for kind in to_time:
                     client = admin_client if kind.admin else app_client
                     path = kind.path(rng)
-                    await client.get(path, headers=kind.headers)
-                    statements: list[Statement] = []
-                    token = _recording.set(statements)
-                    try:
-                        answer = await client.get(path, headers=kind.headers)
-                    finally:
-                        _recording.reset(token)
+                    (await client.get(path, headers=kind.headers)).raise_for_status()
+                    answer, found[kind.label] = await console_queries.recorded(
+                        functools.partial(client.get, path, headers=kind.headers)
+                    )
                     answer.raise_for_status()
-                    found[kind.label] = statements
     return found
 
 
-@contextlib.contextmanager
-def _recorded() -> Iterator[None]:
-    """Every engine's statements go to `_recording` while it is set."""
-
-    def before(conn: Connection, *_: Any) -> None:
-        conn.info.setdefault(_STARTED, []).append(time.perf_counter())
-
-    def after(conn: Connection, _cursor: Any, sql: str, parameters: Any, *_: Any) -> None:
-        took = time.perf_counter() - conn.info[_STARTED].pop()
-        statements = _recording.get()
-        if statements is not None:
-            statements.append(Statement(sql, parameters, took))
-
-    event.listen(Engine, "before_cursor_execute", before)
-    event.listen(Engine, "after_cursor_execute", after)
-    try:
-        yield
-    finally:
-        event.remove(Engine, "before_cursor_execute", before)
-        event.remove(Engine, "after_cursor_execute", after)
-
-
-def _add_queries(report: Report, found: dict[str, list[Statement]]) -> None:
-    for label, statements in found.items():
-        in_database = sum(s.seconds for s in statements) * 1000
-        measured = f"{len(statements)} ({in_database:.1f} ms in the database)"
+async def _add_queries(
+    report: Report, url: str, found: dict[str, console_queries.Recorded]
+) -> None:
+    for label, recorded in found.items():
+        statements = recorded.statements
+        alone = await console_queries.time_alone(url, statements) * 1000
+        measured = (
+            f"{len(statements)} in {recorded.transactions} transaction(s), {alone:.2f} ms run alone"
+        )
         if label.startswith("refresh"):
             report.add(f"queries: {label}", measured, "1 small query", len(statements) <= 1)
             for statement in statements:
@@ -396,28 +349,6 @@ def _add_queries(report: Report, found: dict[str, list[Statement]]) -> None:
 def _shortened(sql: str, width: int = 110) -> str:
     one_line = " ".join(sql.split())
     return one_line if len(one_line) <= width else one_line[: width - 3] + "..."
-
-
-async def _explain(url: str, found: dict[str, list[Statement]]) -> None:
-    """How the database runs each statement: SQLite's query plan, PostgreSQL's plan with the
-    time each step took."""
-    sqlite = make_url(url).get_backend_name() == "sqlite"
-    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
-    db = open_database(url)
-    try:
-        for label, statements in found.items():
-            print(f"\n== Plans: {label}")
-            for statement in statements:
-                print(f"\n  {' '.join(statement.sql.split())}\n  {statement.parameters}")
-                plan = await db.run(functools.partial(_plan, prefix + statement.sql, statement))
-                for row in plan:
-                    print(f"    {row[-1]}")
-    finally:
-        await db.dispose()
-
-
-def _plan(sql: str, statement: Statement, conn: Connection) -> list[Any]:
-    return list(conn.exec_driver_sql(sql, statement.parameters).all())
 
 
 def parse_args(argv: Sequence[str] | None = None) -> Config:
