@@ -97,17 +97,27 @@ _RECORD_FAILED = Prepared(
 )
 #: Note a status that a poll found changed (`task_changes`), for a watch still ours and active:
 #: run before the write-backs, which end the lease.
-_NOTE_CHANGE = insert(task_changes).from_select(
-    ["watch_id", "client_id", "at", "task_status", "upstream_status", "progress", "detection_lag"],
-    select(
-        watches.c.id,
-        watches.c.client_id,
-        bindparam("b_now", type_=UTCDateTime),
-        bindparam("b_status", type_=String),
-        bindparam("b_upstream_status", type_=String),
-        bindparam("b_progress", type_=Float),
-        bindparam("b_lag", type_=Float),
-    ).where(*_STILL_OURS),
+_NOTE_CHANGE = Prepared(
+    insert(task_changes).from_select(
+        [
+            "watch_id",
+            "client_id",
+            "at",
+            "task_status",
+            "upstream_status",
+            "progress",
+            "detection_lag",
+        ],
+        select(
+            watches.c.id,
+            watches.c.client_id,
+            bindparam("b_now", type_=UTCDateTime),
+            bindparam("b_status", type_=String),
+            bindparam("b_upstream_status", type_=String),
+            bindparam("b_progress", type_=Float),
+            bindparam("b_lag", type_=Float),
+        ).where(*_STILL_OURS),
+    )
 )
 #: Lock the watches `ids` for the rest of the transaction, to learn which are still ours.
 _LOCK_WATCHES = (
@@ -222,8 +232,8 @@ def _note_changes(
 ) -> None:
     """A few rows in a watch's life (queued, running, ended), so one statement per batch."""
     if results:
-        conn.execute(
-            _NOTE_CHANGE,
+        _NOTE_CHANGE.executemany(
+            conn,
             [
                 {
                     "b_id": r.watch.id,
