@@ -19,6 +19,7 @@ from app.api.registration_counts import CountRegistrations
 from app.api.routes import admin, files, recovery, service, watches, webhooks
 from app.api.schemas import MAX_BODY_BYTES
 from app.capture.links import LearnOrigin, Origin
+from app.console import routes as console
 from app.delivery.callbacks import Resolver
 from app.settings import Settings
 from app.stopping import StopClock
@@ -71,6 +72,8 @@ def create_app(
     app.include_router(service.router)
     app.include_router(admin.router)
     app.webhooks.include_router(webhooks.router)
+    if settings.console:
+        console.install(app)
     if settings.admin_token is None:
         app.add_middleware(admin.Hidden)
     if settings.simulator:
