@@ -351,9 +351,13 @@ async def _bootstrap(db: Database, settings: Settings, key_box: KeyBox) -> None:
         log.info(
             "RELAY_SIMULATOR is on: a simulated upstream is served under %s, and watched tasks "
             "are polled %s. Create a task and watch it with: python -m app trigger --outcome "
-            "succeeded --callback <your webhook URL>",
+            "succeeded --callback <your webhook URL>%s",
             MOUNT_PATH,
             "there" if settings.polls_own_simulator else f"at {settings.nebula_base_url}",
+            f"; see it in the operator console at {_console_address(settings)}, signing in with "
+            "the API key"
+            if settings.console
+            else "",
         )
     elif settings.nebula_api_key is None:
         log.warning(
@@ -364,3 +368,11 @@ async def _bootstrap(db: Database, settings: Settings, key_box: KeyBox) -> None:
             "(README: 'Try it in one minute').",
             settings.nebula_base_url,
         )
+
+
+def _console_address(settings: Settings) -> str:
+    """uvicorn does not tell the app its port, so without RELAY_PUBLIC_URL only the path is
+    known."""
+    if settings.public_url is not None:
+        return f"{settings.public_url}/console"
+    return "/console on the address the relay is served at"

@@ -122,7 +122,7 @@ def _trigger(args: argparse.Namespace) -> int:
         failure_reason=args.failure_reason,
     )
     try:
-        watch = asyncio.run(
+        triggered = asyncio.run(
             trigger.trigger(
                 simulation,
                 callback_url=args.callback,
@@ -134,10 +134,13 @@ def _trigger(args: argparse.Namespace) -> int:
         )
     except trigger.TriggerFailed as exc:
         return fail(str(exc))
+    watch = triggered.watch
     print(
         f"watch {watch['id']} registered: task {listener.shorten(watch['task_id'])} "
         f"({simulation.model}) ends {simulation.outcome} in about {simulation.duration:g} s; "
         f"its webhook goes to {watch['callback_url']}",
         flush=True,
     )
+    if triggered.console_url is not None:
+        print(f"  see it in the console: {triggered.console_url} (sign in with the API key)", flush=True)
     return 0

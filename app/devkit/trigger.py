@@ -23,6 +23,14 @@ class TriggerFailed(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class Triggered:
+    #: The watch, as the relay answered its registration.
+    watch: dict[str, Any]
+    #: The watch's page in the relay's operator console; None if the relay serves none.
+    console_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class Simulation:
     """The course the simulated task takes (see `SimulationSpec` in `simulator.py`)."""
 
@@ -51,8 +59,9 @@ async def trigger(
     upstream_url: str | None,
     upstream_key: str,
     wait: float = 30.0,
-) -> dict[str, Any]:
-    """Submits the task, registers the watch, and returns the watch as the relay answered it.
+) -> Triggered:
+    """Submits the task, registers the watch, and returns the watch as the relay answered it,
+    with where the console shows it.
 
     Waits up to `wait` seconds for the relay to come up, so it can be run right after starting it.
     """
@@ -75,12 +84,14 @@ async def trigger(
             json={"task_id": task_id, "callback_url": callback_url},
             headers={"Authorization": f"Bearer {api_key}"},
         )
-    if registered.status_code not in (200, 201):
-        raise TriggerFailed(
-            f"the relay refused the watch with HTTP {registered.status_code}: {registered.text}"
-        )
-    watch: dict[str, Any] = registered.json()
-    return watch
+        if registered.status_code not in (200, 201):
+            raise TriggerFailed(
+                f"the relay refused the watch with HTTP {registered.status_code}: {registered.text}"
+            )
+        watch: dict[str, Any] = registered.json()
+        console = relay_url.rstrip("/") + "/console"
+        served = (await http.get(console + "/sign-in")).status_code == 200
+    return Triggered(watch, f"{console}/watches/{watch['id']}" if served else None)
 
 
 async def _wait_until_up(http: httpx.AsyncClient, health_url: str, wait: float) -> None:

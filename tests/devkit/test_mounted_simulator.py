@@ -118,7 +118,8 @@ async def test_trigger_submits_a_task_and_watches_it_until_its_webhook_arrives(
             env=command_environment(), cwd=tmp_path,
         )  # fmt: skip
         assert status == 0, printed
-        [watch_id] = re.findall(r"wat_\w+", printed)
+        [watch_id] = re.findall(r"^watch (wat_\w+) registered", printed, re.MULTILINE)
+        assert f"see it in the console: {relay.http.base_url}/console/watches/{watch_id}" in printed
         watch = await relay.wait_for_state(watch_id, "completed")
         [hook] = await hooks.wait_for(1)
 
