@@ -18,6 +18,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
+import os
 import random
 import re
 import secrets
@@ -39,7 +40,7 @@ from app.store import client_apps
 from app.store.database import migrate, open_database
 from bench import console_data, console_queries
 from bench.figures import Report, percentile
-from bench.servers import Server
+from bench.servers import Server, machine_cpu
 
 API_KEY = "rk_bench_console"
 ADMIN_TOKEN = "bench-console-admin-token-0123456789"
@@ -146,10 +147,13 @@ async def _measure(config: Config, url: str, workdir: Path) -> None:
             _signed_in(relay.url, API_KEY) as app_client,
             _signed_in(relay.url, ADMIN_TOKEN) as admin_client,
         ):
+            before = (time.monotonic(), relay.cpu_seconds(), machine_cpu())
             for kind in to_time:
                 client = admin_client if kind.admin else app_client
                 timings = await _time(client, kind, config, random.Random(config.seed))
                 _add_timings(report, kind, timings)
+            after = (time.monotonic(), relay.cpu_seconds(), machine_cpu())
+        report.notes.append(_busy(before, after))
     finally:
         await relay.stop()
     print("\n== Queries: the same requests, once each, in a relay inside this process")
@@ -291,6 +295,28 @@ async def _time(
             timings.seconds.append(took)
             timings.sizes.append(len(answer.content))
     return timings
+
+
+CpuAt = tuple[float, float | None, tuple[float, float] | None]
+
+
+def _busy(before: CpuAt, after: CpuAt) -> str:
+    """How busy the relay and the machine were while the pages were timed: other processes
+    slow the relay down, and show in the 99th percentiles first."""
+    (start, relay_start, machine_start), (end, relay_end, machine_end) = before, after
+    parts = []
+    if relay_start is not None and relay_end is not None:
+        share = (relay_end - relay_start) / (end - start)
+        parts.append(f"the relay used {100 * share:.0f} % of a core")
+    if machine_start is not None and machine_end is not None:
+        busy = machine_end[0] - machine_start[0]
+        total = machine_end[1] - machine_start[1]
+        cores = os.cpu_count() or 1
+        parts.append(
+            f"the machine's {cores} cores were {100 * busy / total:.0f} % busy "
+            "(this harness and any other process included)"
+        )
+    return "while timing, " + " and ".join(parts) if parts else "CPU not measured"
 
 
 def _add_timings(report: Report, kind: Kind, timings: Timings) -> None:
