@@ -290,6 +290,23 @@ async def test_a_session_ends_after_its_time_to_live(start_relay: RelayFactory) 
         assert (await console.page("/console/watches")).status_code == 303
 
 
+async def test_an_altered_cookie_is_no_session(relay: RelayClient) -> None:
+    async with signed_in(relay) as console, console_of(relay) as forger:
+        cookie = console.http.cookies["relay_console"]
+        altered = cookie[:-1] + ("A" if cookie[-1] != "A" else "B")
+
+        kept = await forger.http.get(
+            "/console/watches", headers={"Cookie": f"relay_console={cookie}"}
+        )
+        answer = await forger.http.get(
+            "/console/watches", headers={"Cookie": f"relay_console={altered}"}
+        )
+
+        assert kept.status_code == 200
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/console/sign-in"
+
+
 async def test_signing_out_ends_the_session(relay: RelayClient) -> None:
     async with signed_in(relay) as console:
         answer = await console.submit("/console/watches", "/console/sign-out")
