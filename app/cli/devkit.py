@@ -142,5 +142,8 @@ def _trigger(args: argparse.Namespace) -> int:
         flush=True,
     )
     if triggered.console_url is not None:
-        print(f"  see it in the console: {triggered.console_url} (sign in with the API key)", flush=True)
+        print(
+            f"  see it in the console: {triggered.console_url} (sign in with the API key)",
+            flush=True,
+        )
     return 0
