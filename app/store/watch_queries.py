@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -143,30 +143,61 @@ _WATCH_COLUMNS = [
     watches.c.created_at,
     watches.c.updated_at,
 ]
+#: The fields of `Watch` read as they are (its `events` defaults when null).
+_WATCH_FIELDS = [column.name for column in _WATCH_COLUMNS if column.name != "events"]
 _EVENT_COLUMNS = [
-    events.c.id,
-    events.c.type,
-    events.c.state,
-    events.c.attempts,
-    events.c.next_attempt_at,
-    events.c.last_status_code,
-    events.c.last_error,
-    events.c.delivered_at,
+    events.c.id.label("e_id"),
+    events.c.type.label("e_type"),
+    events.c.state.label("e_state"),
+    events.c.attempts.label("e_attempts"),
+    events.c.next_attempt_at.label("e_next_attempt_at"),
+    events.c.last_status_code.label("e_last_status_code"),
+    events.c.last_error.label("e_last_error"),
+    events.c.delivered_at.label("e_delivered_at"),
 ]
+_CAPTURE_COLUMNS = [
+    captures.c.state.label("c_state"),
+    captures.c.source_url.label("c_source_url"),
+    captures.c.content_type.label("c_content_type"),
+    captures.c.size_bytes.label("c_size_bytes"),
+    captures.c.sha256.label("c_sha256"),
+    captures.c.expires_at.label("c_expires_at"),
+    captures.c.error_code.label("c_error_code"),
+    captures.c.error_message.label("c_error_message"),
+]
+#: The watch's latest event (the final one, once there is one): looked up per watch through
+#: `ix_events_watch_id_seq`.
+#: A watch's events, looked through apart from the one joined to it.
+_OF_WATCH = events.alias("of_watch")
+_LATEST_EVENT = (
+    select(_OF_WATCH.c.id)
+    .where(_OF_WATCH.c.watch_id == watches.c.id)
+    .order_by(_OF_WATCH.c.seq.desc())
+    .limit(1)
+    .correlate(watches)
+    .scalar_subquery()
+)
+#: Watches as the API shows them, each with its latest event and its capture, in one statement:
+#: a page of the list is one query, which the console's list asks for every few seconds.
+_WATCHES = select(*_WATCH_COLUMNS, *_EVENT_COLUMNS, *_CAPTURE_COLUMNS).select_from(
+    watches.outerjoin(events, events.c.id == _LATEST_EVENT).outerjoin(
+        captures, captures.c.id == watches.c.id
+    )
+)
 
 
 @transaction
 def find_live(conn: Connection, *, client_id: str, task_id: str, callback_url: str) -> Watch:
     """The live watch of this task and callback, which a registration found already there."""
     existing = conn.execute(
-        select(*_WATCH_COLUMNS).where(
+        _WATCHES.where(
             watches.c.client_id == client_id,
             watches.c.task_id == task_id,
             watches.c.callback_url == callback_url,
             watches.c.state != WatchState.CANCELLED,
         )
     ).one()
-    return _with_events(conn, [existing])[0]
+    return _watch(existing)
 
 
 @transaction
@@ -180,12 +211,26 @@ def get(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
     return _read(conn, client_id, watch_id)
 
 
+def _starting_with(prefix: str, dialect: str) -> list[ColumnElement[bool]]:
+    """Task ids that begin with `prefix`, as a range of `ix_watches_client_id_task_id`: `LIKE`
+    would read every watch of the app. The range is one of code points (SQLite compares so, and
+    PostgreSQL in the "C" collation, which its index is made in), where the ids that begin with
+    a prefix are exactly those from it up to the prefix with its last character the next one."""
+    task_id = watches.c.task_id if dialect == "sqlite" else watches.c.task_id.collate("C")
+    found = [task_id >= prefix]
+    while prefix and prefix[-1] == chr(sys.maxunicode):
+        prefix = prefix[:-1]
+    if prefix:
+        found.append(task_id < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+    return found
+
+
 def _read(conn: Connection, client_id: str | None, watch_id: str) -> Watch | None:
-    query = select(*_WATCH_COLUMNS).where(watches.c.id == watch_id)
+    query = _WATCHES.where(watches.c.id == watch_id)
     if client_id is not None:
         query = query.where(watches.c.client_id == client_id)
     row = conn.execute(query).one_or_none()
-    return None if row is None else _with_events(conn, [row])[0]
+    return None if row is None else _watch(row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,17 +260,17 @@ def page(
 
     `client_id` None is the operator's view: every app's watches.
     """
-    query = select(*_WATCH_COLUMNS)
+    query = _WATCHES
     if client_id is not None:
         query = query.where(watches.c.client_id == client_id)
     if before is not None:
         query = query.where(watches.c.id < before)
-    query = query.where(*_conditions(matching))
+    query = query.where(*_conditions(matching, conn.dialect.name))
     query = query.order_by(watches.c.id.desc()).limit(limit)
-    return _with_events(conn, conn.execute(query).all())
+    return [_watch(row) for row in conn.execute(query)]
 
 
-def _conditions(matching: WatchFilter) -> list[ColumnElement[bool]]:
+def _conditions(matching: WatchFilter, dialect: str) -> list[ColumnElement[bool]]:
     """Creation times become bounds on the id, which begins with it: the index that orders the
     page also narrows it."""
     found: list[ColumnElement[bool]] = []
@@ -236,15 +281,16 @@ def _conditions(matching: WatchFilter) -> list[ColumnElement[bool]]:
     if matching.task_id is not None:
         found.append(watches.c.task_id == matching.task_id)
     if matching.task_id_prefix:
-        found.append(watches.c.task_id.startswith(matching.task_id_prefix, autoescape=True))
+        found.extend(_starting_with(matching.task_id_prefix, dialect))
     if matching.created_after is not None:
         found.append(watches.c.id >= id_floor("wat", matching.created_after))
     if matching.created_before is not None:
         found.append(watches.c.id < id_floor("wat", matching.created_before))
     if matching.event_type is not None:
         found.append(
-            select(events.c.id)
-            .where(events.c.watch_id == watches.c.id, events.c.type == matching.event_type)
+            select(_OF_WATCH.c.id)
+            .where(_OF_WATCH.c.watch_id == watches.c.id, _OF_WATCH.c.type == matching.event_type)
+            .correlate(watches)
             .exists()
         )
     return found
@@ -428,57 +474,43 @@ def _attempts(conn: Connection, watch_id: str) -> list[Attempt]:
     return [Attempt(**row._mapping) for row in rows]
 
 
-def _with_events(conn: Connection, rows: Sequence[Row[Any]]) -> list[Watch]:
-    ids = [row.id for row in rows]
-    summaries: dict[str, EventSummary] = {}
-    if ids:
-        result = conn.execute(
-            select(events.c.watch_id, *_EVENT_COLUMNS)
-            .where(events.c.watch_id.in_(ids))
-            .order_by(events.c.seq)
+def _watch(row: Row[Any]) -> Watch:
+    """Its latest event and its capture came along, as columns of their own (null if none)."""
+    values = row._mapping
+    event = (
+        EventSummary(
+            id=row.e_id,
+            type=row.e_type,
+            state=row.e_state,
+            attempts=row.e_attempts,
+            next_attempt_at=row.e_next_attempt_at,
+            last_status_code=row.e_last_status_code,
+            last_error=row.e_last_error,
+            delivered_at=row.e_delivered_at,
         )
-        for event in result:
-            summaries[event.watch_id] = EventSummary(*event[1:])
-    kept = _captures_of(conn, ids)
-    return [
-        Watch(
-            **{**row._mapping, "events": row.events or list(webhooks.DEFAULT_SUBSCRIPTION)},
-            event=summaries.get(row.id),
-            capture=kept.get(row.id),
-        )
-        for row in rows
-    ]
-
-
-def _captures_of(conn: Connection, ids: list[str]) -> dict[str, CaptureSummary]:
-    if not ids:
-        return {}
-    rows = conn.execute(
-        select(
-            captures.c.id,
-            captures.c.state,
-            captures.c.source_url,
-            captures.c.content_type,
-            captures.c.size_bytes,
-            captures.c.sha256,
-            captures.c.expires_at,
-            captures.c.error_code,
-            captures.c.error_message,
-        ).where(captures.c.id.in_(ids))
+        if row.e_id is not None
+        else None
     )
-    return {
-        row.id: CaptureSummary(
-            state=row.state,
-            source_url=row.source_url
-            if row.source_url and webhooks.is_link(row.source_url)
+    capture = (
+        CaptureSummary(
+            state=row.c_state,
+            source_url=row.c_source_url
+            if row.c_source_url and webhooks.is_link(row.c_source_url)
             else None,
-            content_type=row.content_type,
-            size_bytes=row.size_bytes,
-            sha256=row.sha256,
-            expires_at=row.expires_at,
-            error=webhooks.CaptureError(row.error_code, row.error_message or "")
-            if row.error_code
+            content_type=row.c_content_type,
+            size_bytes=row.c_size_bytes,
+            sha256=row.c_sha256,
+            expires_at=row.c_expires_at,
+            error=webhooks.CaptureError(row.c_error_code, row.c_error_message or "")
+            if row.c_error_code
             else None,
         )
-        for row in rows
-    }
+        if row.c_state is not None
+        else None
+    )
+    return Watch(
+        **{name: values[name] for name in _WATCH_FIELDS},
+        events=row.events or list(webhooks.DEFAULT_SUBSCRIPTION),
+        event=event,
+        capture=capture,
+    )

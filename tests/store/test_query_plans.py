@@ -173,3 +173,45 @@ async def test_what_every_registration_reads_of_its_client_comes_from_an_index(
             assert all("USING COVERING INDEX" in step or "USING INDEX" in step for step in steps)
     finally:
         inspector.close()
+
+
+async def test_the_search_by_the_start_of_a_task_id_reads_only_the_ids_that_match(
+    db: Database, path: Path
+) -> None:
+    """The console searches an app's watches by a task id's start: an index range, not a pass
+    over every watch of the app (`LIKE` would be that, on both databases)."""
+    boot = await client_apps.bootstrap_default_client(
+        db, api_key="rk_plans", signing_secret=None, key_box=KeyBox.from_config(ENCRYPTION_KEY)
+    )
+    registry = registrations.Registrations(db, poll_interval=0)
+    for n in range(WATCHES):
+        await registry.register(
+            client_id=boot.client.id,
+            task_id=f"video_{n}",
+            callback_url="https://receiver.test/hooks",
+            metadata=None,
+            expires_after=3600,
+        )
+
+    with recorded() as executed:
+        found = await watch_queries.page(
+            db,
+            client_id=boot.client.id,
+            limit=51,
+            matching=watch_queries.WatchFilter(task_id_prefix="video_29"),
+        )
+
+    assert sorted(watch.task_id for watch in found) == sorted(
+        ["video_29", *(f"video_29{n}" for n in range(10))]
+    )
+    [(statement, parameters)] = executed
+    inspector = sqlite3.connect(path)
+    try:
+        plan = inspector.execute(f"EXPLAIN QUERY PLAN {statement}", parameters).fetchall()
+    finally:
+        inspector.close()
+    steps = [step[-1] for step in plan]
+    assert any(
+        "ix_watches_client_id_task_id (client_id=? AND task_id>? AND task_id<?)" in step
+        for step in steps
+    ), steps

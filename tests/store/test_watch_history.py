@@ -12,7 +12,7 @@ from sqlalchemy import Connection, func, select
 from app.encryption import KeyBox
 from app.polling.policy import PollPolicy
 from app.states import WatchState
-from app.store import client_apps, outbox, polls, watch_queries
+from app.store import client_apps, outbox, polls, registrations, watch_queries
 from app.store.database import Database
 from app.store.tables import task_changes
 from app.store.watch_queries import WatchFilter as Filter
@@ -193,6 +193,32 @@ async def test_a_task_id_prefix_is_matched_literally_not_as_a_pattern(
     assert await ids_of(db, client_id, Filter(task_id_prefix="%")) == []
     assert await ids_of(db, client_id, Filter(task_id_prefix="video%")) == []
     assert await ids_of(db, client_id, Filter(task_id_prefix="v_deo")) == []
+    assert await ids_of(db, client_id, Filter(task_id_prefix="VIDEO_")) == []
+
+
+async def test_a_task_id_prefix_may_end_in_any_character(db: Database, client_id: str) -> None:
+    registry = registrations.Registrations(db, poll_interval=0)
+    ids = {}
+    for task_id in ["vidéo_1", "vidéo_\U0010ffff1", "vidéo_\U0010ffff", "vidéo~", "vidéo"]:
+        watch, _ = await registry.register(
+            client_id=client_id,
+            task_id=task_id,
+            callback_url="https://receiver.test/hooks",
+            metadata=None,
+            expires_after=3600,
+        )
+        ids[task_id] = watch.id
+
+    def found(*task_ids: str) -> list[str]:
+        return newest_first(*(ids[task_id] for task_id in task_ids))
+
+    assert await ids_of(db, client_id, Filter(task_id_prefix="vidéo_")) == found(
+        "vidéo_1", "vidéo_\U0010ffff1", "vidéo_\U0010ffff"
+    )
+    assert await ids_of(db, client_id, Filter(task_id_prefix="vidéo_\U0010ffff")) == found(
+        "vidéo_\U0010ffff1", "vidéo_\U0010ffff"
+    )
+    assert await ids_of(db, client_id, Filter(task_id_prefix="vidé")) == found(*ids)
 
 
 async def test_a_page_narrows_by_creation_time(db: Database, client_id: str) -> None:

@@ -2,7 +2,7 @@
 
 `task_changes` keeps a row per status a poll found changed. Attempts by time and events by when
 they were delivered let the overview count the last hour's and day's deliveries without walking
-either table.
+either table; watches by the app and task id, the search by the start of a task id.
 
 Revision ID: 0008
 Revises: 0007
@@ -44,10 +44,17 @@ def upgrade() -> None:
     op.create_index("ix_task_changes_watch_id", "task_changes", ["watch_id"], unique=False)
     op.create_index("ix_task_changes_at", "task_changes", ["at"], unique=False)
     op.create_index("ix_attempts_attempted_at", "attempts", ["attempted_at"], unique=False)
+    if op.get_bind().dialect.name == "postgresql":
+        op.create_index(
+            "ix_watches_client_id_task_id", "watches", ["client_id", sa.text('task_id COLLATE "C"')]
+        )
+    else:
+        op.create_index("ix_watches_client_id_task_id", "watches", ["client_id", "task_id"])
     op.create_index("ix_events_delivered_at", "events", ["delivered_at"], unique=False)
 
 
 def downgrade() -> None:
+    op.drop_index("ix_watches_client_id_task_id", table_name="watches")
     op.drop_index("ix_events_delivered_at", table_name="events")
     op.drop_index("ix_attempts_attempted_at", table_name="attempts")
     op.drop_index("ix_task_changes_at", table_name="task_changes")
