@@ -72,21 +72,31 @@ def sessions(request: Request) -> session.Sessions:
     return sessions_of(relay.console_key, relay.settings.console_session_ttl)
 
 
+def session_of(request: Request) -> session.Session | None:
+    """The session the request's cookie carries, if its signature, its age and (for the admin)
+    the token it was opened with are still good. A client app's key is not checked here: that
+    takes the database (`signed_in`, or a query that checks it along the way)."""
+    signer = sessions(request)
+    found = signer.read(request.cookies.get(session.COOKIE))
+    if found is None or found.client_id is not None:
+        return found
+    token = relay_of(request).settings.admin_token
+    if token is None or not session.same(
+        signer.admin_fingerprint(token.get_secret_value()), found.credential
+    ):
+        return None
+    return found
+
+
 async def signed_in(request: Request) -> Operator | None:
     """The operator whose session cookie the request carries, if it is still good."""
     signer = sessions(request)
-    found = signer.read(request.cookies.get(session.COOKIE))
+    found = session_of(request)
     if found is None:
         return None
-    relay = relay_of(request)
     if found.client_id is None:
-        token = relay.settings.admin_token
-        if token is None or not session.same(
-            signer.admin_fingerprint(token.get_secret_value()), found.credential
-        ):
-            return None
         return Operator(found, ADMIN_NAME, signer.csrf_token(found))
-    client = await relay.clients.holder_of(found.credential)
+    client = await relay_of(request).clients.holder_of(found.credential)
     if client is None or client.id != found.client_id:
         return None
     return Operator(found, client.name, signer.csrf_token(found))

@@ -27,6 +27,7 @@ from app.console.access import (
     SignInNeeded,
     form_of,
     is_admin_token,
+    session_of,
     sessions,
     signed_in,
 )
@@ -117,37 +118,69 @@ async def sign_out(request: Request, _: CheckedForm) -> Response:
 
 
 @router.get("/watches")
-async def watch_list(request: Request, relay: ConsoleRelay, operator: CurrentOperator) -> Response:
-    """With `HX-Request` (the list refreshing itself), only the table, from one page query."""
+async def watch_list(request: Request, relay: ConsoleRelay) -> Response:
+    """With `HX-Request` (the list refreshing itself), only the table, from one statement."""
     query = filters.list_query(request.query_params)
-    found = await watch_queries.page(
+    if request.headers.get("HX-Request") == "true":
+        return await _refreshed_table(request, relay, query)
+    operator = await signed_in(request)
+    if operator is None:
+        raise SignInNeeded
+    found = await _page(relay, query, client_id=operator.client_id)
+    context = _list_context(query, found, every_app=operator.is_admin)
+    context |= {
+        "operator": operator,
+        "section": "watches",
+        "states": filters.STATES,
+        "task_statuses": filters.TASK_STATUSES,
+        "event_types": filters.EVENT_TYPES,
+    }
+    return render(request, "watches.html", context, headers={"Vary": "HX-Request"})
+
+
+async def _refreshed_table(request: Request, relay: Relay, query: filters.ListQuery) -> Response:
+    """An open list costs one query per refresh: a client app's session is checked within the
+    page's statement, and only an empty page is worth a second look at why."""
+    found = session_of(request)
+    if found is None:
+        raise SignInNeeded
+    page = await _page(relay, query, client_id=found.client_id, key_digest=found.credential)
+    if not page and found.client_id is not None and await signed_in(request) is None:
+        raise SignInNeeded
+    context = _list_context(query, page, every_app=found.client_id is None)
+    return render(request, "_watch_table.html", context, headers={"Vary": "HX-Request"})
+
+
+async def _page(
+    relay: Relay,
+    query: filters.ListQuery,
+    *,
+    client_id: str | None,
+    key_digest: str | None = None,
+) -> list[watch_queries.Watch]:
+    """One more than a page, which tells whether there is an older one."""
+    return await watch_queries.page(
         relay.db,
-        client_id=operator.client_id,
+        client_id=client_id,
         limit=PAGE_SIZE + 1,
         before=query.before,
         matching=query.matching,
+        key_digest=key_digest if client_id is not None else None,
     )
+
+
+def _list_context(
+    query: filters.ListQuery, found: list[watch_queries.Watch], *, every_app: bool
+) -> dict[str, object]:
     shown = found[:PAGE_SIZE]
-    context = {
-        "operator": operator,
-        "section": "watches",
+    return {
         "watches": shown,
         "query": query,
         "current": query.link(before=query.before),
         "newest": query.link() if query.before else None,
         "older": query.link(before=shown[-1].id) if len(found) > PAGE_SIZE else None,
-        "app_names": await _app_names(relay) if operator.is_admin else {},
-        "states": filters.STATES,
-        "task_statuses": filters.TASK_STATUSES,
-        "event_types": filters.EVENT_TYPES,
+        "every_app": every_app,
     }
-    partial = request.headers.get("HX-Request") == "true"
-    return render(
-        request,
-        "_watch_table.html" if partial else "watches.html",
-        context,
-        headers={"Vary": "HX-Request"},
-    )
 
 
 @router.get("/watches/{watch_id}")
@@ -320,10 +353,6 @@ async def _chosen_app(relay: Relay, client_id: str) -> str:
     if client_id not in {app.id for app in await relay.clients.all()}:
         raise ConsoleError(400, "Choose the client app whose webhooks to send again.")
     return client_id
-
-
-async def _app_names(relay: Relay) -> dict[str, str]:
-    return {app.id: app.name for app in await relay.clients.all()}
 
 
 def _sign_in_page(

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Row, bindparam, insert, select, update
+from sqlalchemy import ColumnElement, Connection, Row, bindparam, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -293,6 +293,20 @@ def _by_key_hash(conn: Connection, digest: str) -> _KeyOwner | None:
     else:
         found = conn.execute(_BY_KEY_HASH, {"digest": digest}).one_or_none()
     return None if found is None else _KeyOwner(*found)
+
+
+def holds_key(client_id: str, digest: str) -> ColumnElement[bool]:
+    """A condition that `client_id`'s current API key has `digest` and the app is not revoked:
+    what `ClientApps.holder_of` asks, to be asked within another statement."""
+    return (
+        select(clients.c.id)
+        .where(
+            clients.c.id == client_id,
+            clients.c.api_key_hash == digest,
+            clients.c.revoked_at.is_(None),
+        )
+        .exists()
+    )
 
 
 def signing_secrets(signer: _Row, now: datetime) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Connection, Row, bindparam, func, select, 
 from app.delivery import webhooks
 from app.ids import id_floor
 from app.states import CaptureState, EventState, WatchState
+from app.store import client_apps
 from app.store.database import transaction
 from app.store.tables import attempts, captures, clients, events, task_changes, watches
 
@@ -68,6 +69,8 @@ class Watch:
     updated_at: datetime
     event: EventSummary | None
     capture: CaptureSummary | None = None
+    #: Its app's name, on the operator's pages of every app's watches.
+    client_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,14 +258,23 @@ def page(
     limit: int,
     before: str | None = None,
     matching: WatchFilter = WatchFilter(),
+    key_digest: str | None = None,
 ) -> list[Watch]:
     """Newest first; ids are time-ordered, so `before` (the last id seen) is a stable cursor.
 
-    `client_id` None is the operator's view: every app's watches.
+    `client_id` None is the operator's view: every app's watches. With `key_digest`, the page is
+    empty unless that is still the app's key (`client_apps.holds_key`): the console's list, which
+    refreshes itself every few seconds, checks its session and reads its page in one statement.
     """
     query = _WATCHES
     if client_id is not None:
         query = query.where(watches.c.client_id == client_id)
+        if key_digest is not None:
+            query = query.where(client_apps.holds_key(client_id, key_digest))
+    else:
+        query = query.add_columns(clients.c.name.label("client_name")).join(
+            clients, clients.c.id == watches.c.client_id
+        )
     if before is not None:
         query = query.where(watches.c.id < before)
     query = query.where(*_conditions(matching, conn.dialect.name))
@@ -513,4 +525,5 @@ def _watch(row: Row[Any]) -> Watch:
         events=row.events or list(webhooks.DEFAULT_SUBSCRIPTION),
         event=event,
         capture=capture,
+        client_name=values.get("client_name"),
     )
