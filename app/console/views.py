@@ -4,6 +4,7 @@ headers its latest attempt carried, and which of the API's actions the watch all
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -52,7 +53,8 @@ class WatchPage:
 
 async def watch_page(history: WatchHistory, clients: client_apps.ClientApps) -> WatchPage:
     watch = history.watch
-    events = [await _event_view(event, history, clients) for event in history.events]
+    secrets_then = await clients.signing_secrets_then(watch.client_id)
+    events = [_event_view(event, history, secrets_then) for event in history.events]
     return WatchPage(
         history,
         events,
@@ -62,15 +64,17 @@ async def watch_page(history: WatchHistory, clients: client_apps.ClientApps) -> 
     )
 
 
-async def _event_view(
-    event: EventDetail, history: WatchHistory, clients: client_apps.ClientApps
+def _event_view(
+    event: EventDetail,
+    history: WatchHistory,
+    secrets_then: Callable[[datetime], tuple[str, ...]],
 ) -> EventView:
     tried = [attempt for attempt in history.attempts if attempt.event_id == event.id]
     headers, error = None, None
     if tried:
         at = tried[-1].attempted_at
         try:
-            secrets = await clients.signing_secrets(history.watch.client_id, at=at)
+            secrets = secrets_then(at)
         except UndecryptableError as exc:
             error = str(exc)
         else:

@@ -175,22 +175,32 @@ class ClientApps:
         """
         return (await self.signing_secrets(client_id))[0]
 
-    async def signing_secrets(
-        self, client_id: str, *, at: datetime | None = None
-    ) -> tuple[str, ...]:
+    async def signing_secrets(self, client_id: str) -> tuple[str, ...]:
         """The app's current signing secret, and while a rotation's overlap lasts the one it
-        replaced, in clear: what its webhooks are signed with (at `at`, default now: the console
-        shows the headers of a past attempt).
+        replaced, in clear: what its webhooks are signed with.
 
         :raises UndecryptableError: RELAY_ENCRYPTION_KEY no longer holds its key.
+        """
+        return (await self.signing_secrets_then(client_id))(datetime.now(UTC))
+
+    async def signing_secrets_then(self, client_id: str) -> Callable[[datetime], tuple[str, ...]]:
+        """What the app's webhooks were signed with at a given time, as far as the secrets kept
+        tell (a secret rotated away is kept only through its overlap): read once, for the
+        console's page of a watch, which shows the headers of each webhook's latest attempt.
+
+        :raises UndecryptableError: when called, if RELAY_ENCRYPTION_KEY no longer holds its key.
         """
         signer = await _signer(self._db, client_id)
         if signer is None:
             raise ClientNotFoundError(client_id)
-        return tuple(
-            self._key_box.decrypt(encrypted, what=SECRET_NAME)
-            for encrypted in signing_secrets(signer, at or datetime.now(UTC))
-        )
+
+        def at(moment: datetime) -> tuple[str, ...]:
+            return tuple(
+                self._key_box.decrypt(encrypted, what=SECRET_NAME)
+                for encrypted in signing_secrets(signer, moment)
+            )
+
+        return at
 
     async def create(self, name: str) -> Credentials:
         """A new app with a new key and secret.
