@@ -193,20 +193,7 @@ def record_polls(
         else:
             seen.append(result)
     _RECORD_SEEN.executemany(
-        conn,
-        [
-            {
-                "b_id": r.watch.id,
-                "b_owner": owner,
-                "b_now": now,
-                "b_status": r.snapshot.status.value,
-                "b_upstream_status": r.snapshot.upstream_status[:64],
-                "b_progress": r.snapshot.progress,
-                "b_next_poll_at": r.next_poll_at,
-            }
-            for r in seen
-            if r.snapshot is not None
-        ],
+        conn, [_seen(r, owner, now) | {"b_next_poll_at": r.next_poll_at} for r in seen]
     )
     _RECORD_FAILED.executemany(
         conn,
@@ -231,23 +218,23 @@ def _note_changes(
     conn: Connection, owner: str, results: Sequence[PollResult], now: datetime
 ) -> None:
     """A few rows in a watch's life (queued, running, ended), so one statement per batch."""
-    if results:
-        _NOTE_CHANGE.executemany(
-            conn,
-            [
-                {
-                    "b_id": r.watch.id,
-                    "b_owner": owner,
-                    "b_now": now,
-                    "b_status": r.snapshot.status.value,
-                    "b_upstream_status": r.snapshot.upstream_status[:64],
-                    "b_progress": r.snapshot.progress,
-                    "b_lag": r.detection_lag,
-                }
-                for r in results
-                if r.snapshot is not None
-            ],
-        )
+    _NOTE_CHANGE.executemany(
+        conn, [_seen(r, owner, now) | {"b_lag": r.detection_lag} for r in results]
+    )
+
+
+def _seen(result: PollResult, owner: str, now: datetime) -> dict[str, Any]:
+    """The parameters of a write-back of what a poll saw, for the watch still ours."""
+    snapshot = result.snapshot
+    assert snapshot is not None
+    return {
+        "b_id": result.watch.id,
+        "b_owner": owner,
+        "b_now": now,
+        "b_status": snapshot.status.value,
+        "b_upstream_status": snapshot.upstream_status[:64],
+        "b_progress": snapshot.progress,
+    }
 
 
 def _write_events(

@@ -90,10 +90,12 @@ watches = Table(
     # Counts a client's live watches (the cap) from the index alone.
     Index("ix_watches_client_id_state", "client_id", "state"),
     # The console's search by the start of a task id (`watch_queries._starting_with`): a range
-    # of code points, which PostgreSQL's index keeps in the "C" collation.
-    Index("ix_watches_client_id_task_id", "client_id", "task_id").ddl_if(dialect="sqlite"),
-    Index("ix_watches_client_id_task_id", "client_id", text('task_id COLLATE "C"')).ddl_if(
-        dialect="postgresql"
+    # of code points, which PostgreSQL compares with its pattern operators.
+    Index(
+        "ix_watches_client_id_task_id",
+        "client_id",
+        "task_id",
+        postgresql_ops={"task_id": "text_pattern_ops"},
     ),
     # One live watch per (client, task, callback): re-registering returns it instead.
     Index(

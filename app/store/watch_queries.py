@@ -149,24 +149,30 @@ _WATCH_COLUMNS = [
 #: The fields of `Watch` read as they are (its `events` defaults when null).
 _WATCH_FIELDS = [column.name for column in _WATCH_COLUMNS if column.name != "events"]
 _EVENT_COLUMNS = [
-    events.c.id.label("e_id"),
-    events.c.type.label("e_type"),
-    events.c.state.label("e_state"),
-    events.c.attempts.label("e_attempts"),
-    events.c.next_attempt_at.label("e_next_attempt_at"),
-    events.c.last_status_code.label("e_last_status_code"),
-    events.c.last_error.label("e_last_error"),
-    events.c.delivered_at.label("e_delivered_at"),
+    column.label(f"e_{column.name}")
+    for column in (
+        events.c.id,
+        events.c.type,
+        events.c.state,
+        events.c.attempts,
+        events.c.next_attempt_at,
+        events.c.last_status_code,
+        events.c.last_error,
+        events.c.delivered_at,
+    )
 ]
 _CAPTURE_COLUMNS = [
-    captures.c.state.label("c_state"),
-    captures.c.source_url.label("c_source_url"),
-    captures.c.content_type.label("c_content_type"),
-    captures.c.size_bytes.label("c_size_bytes"),
-    captures.c.sha256.label("c_sha256"),
-    captures.c.expires_at.label("c_expires_at"),
-    captures.c.error_code.label("c_error_code"),
-    captures.c.error_message.label("c_error_message"),
+    column.label(f"c_{column.name}")
+    for column in (
+        captures.c.state,
+        captures.c.source_url,
+        captures.c.content_type,
+        captures.c.size_bytes,
+        captures.c.sha256,
+        captures.c.expires_at,
+        captures.c.error_code,
+        captures.c.error_message,
+    )
 ]
 #: The watch's latest event (the final one, once there is one): looked up per watch through
 #: `ix_events_watch_id_seq`.
@@ -216,15 +222,21 @@ def get(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
 
 def _starting_with(prefix: str, dialect: str) -> list[ColumnElement[bool]]:
     """Task ids that begin with `prefix`, as a range of `ix_watches_client_id_task_id`: `LIKE`
-    would read every watch of the app. The range is one of code points (SQLite compares so, and
-    PostgreSQL in the "C" collation, which its index is made in), where the ids that begin with
-    a prefix are exactly those from it up to the prefix with its last character the next one."""
-    task_id = watches.c.task_id if dialect == "sqlite" else watches.c.task_id.collate("C")
-    found = [task_id >= prefix]
+    would read every watch of the app. The range is one of code points, where the ids that begin
+    with a prefix are exactly those from it up to the prefix with its last character the next
+    one: SQLite compares text so, and PostgreSQL so with its pattern operators (`~>=~`, `~<~`,
+    which the index is made for), whatever the database's collation."""
+    task_id = watches.c.task_id
+    if dialect == "sqlite":
+        at_least, below = task_id.__ge__, task_id.__lt__
+    else:
+        at_least = task_id.op("~>=~", is_comparison=True)
+        below = task_id.op("~<~", is_comparison=True)
+    found = [at_least(prefix)]
     while prefix and prefix[-1] == chr(sys.maxunicode):
         prefix = prefix[:-1]
     if prefix:
-        found.append(task_id < prefix[:-1] + chr(ord(prefix[-1]) + 1))
+        found.append(below(prefix[:-1] + chr(ord(prefix[-1]) + 1)))
     return found
 
 

@@ -44,12 +44,12 @@ def upgrade() -> None:
     op.create_index("ix_task_changes_watch_id", "task_changes", ["watch_id"], unique=False)
     op.create_index("ix_task_changes_at", "task_changes", ["at"], unique=False)
     op.create_index("ix_attempts_attempted_at", "attempts", ["attempted_at"], unique=False)
-    if op.get_bind().dialect.name == "postgresql":
-        op.create_index(
-            "ix_watches_client_id_task_id", "watches", ["client_id", sa.text('task_id COLLATE "C"')]
-        )
-    else:
-        op.create_index("ix_watches_client_id_task_id", "watches", ["client_id", "task_id"])
+    op.create_index(
+        "ix_watches_client_id_task_id",
+        "watches",
+        ["client_id", "task_id"],
+        postgresql_ops={"task_id": "text_pattern_ops"},
+    )
     op.create_index("ix_events_delivered_at", "events", ["delivered_at"], unique=False)
 
 
