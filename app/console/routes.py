@@ -358,10 +358,10 @@ async def _chosen_app(relay: Relay, client_id: str) -> str:
 def _sign_in_page(
     request: Request, *, status_code: int = 200, message: str | None = None
 ) -> Response:
-    """The form, with a token tied to this browser's sign-in cookie (kept if it has one, so two
-    tabs can both sign in)."""
+    """The form, with a token tied to this browser's sign-in cookie (kept if it has one the
+    console made, so two tabs can both sign in; any other value is not echoed back)."""
     nonce = request.cookies.get(session.SIGN_IN_COOKIE, "")
-    if not 16 <= len(nonce) <= 64:
+    if not session.is_nonce(nonce):
         nonce = session.new_nonce()
     relay: Relay = request.app.state.relay
     response = render(

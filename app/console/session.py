@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import math
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -27,6 +28,8 @@ SIGN_IN_COOKIE = "relay_console_sign_in"
 PATH = "/console"
 CSRF_FIELD = "csrf"
 CSRF_HEADER = "X-CSRF-Token"
+#: What `new_nonce` makes (`secrets.token_urlsafe(16)`), with room for a longer one.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 #: How long a sign-in form stays valid.
 SIGN_IN_TTL = 3600
 
@@ -95,6 +98,11 @@ def same(expected: str, given: str | None) -> bool:
 
 def new_nonce() -> str:
     return secrets.token_urlsafe(16)
+
+
+def is_nonce(value: str) -> bool:
+    """Whether `value` could be one `new_nonce` made."""
+    return _NONCE.fullmatch(value) is not None
 
 
 def set_sign_in_cookie(response: Response, request: Request, nonce: str) -> None:
