@@ -264,4 +264,6 @@ async def _read_excerpt(response: httpx.Response) -> str:
         received += chunk
         if len(received) >= EXCERPT_BYTES:
             break
-    return received[:EXCERPT_BYTES].decode("utf-8", errors="replace")
+    # A NUL is no text to PostgreSQL, which would refuse the attempt's record (and so the
+    # webhook would be sent again): kept as the replacement character, like undecodable bytes.
+    return received[:EXCERPT_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

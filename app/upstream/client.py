@@ -11,7 +11,7 @@ from urllib.parse import quote
 import httpx
 
 from app.transport import USER_AGENT, parsed_url, timeout_extension
-from app.upstream.snapshot import SnapshotError, TaskSnapshot, parse_snapshot
+from app.upstream.snapshot import SnapshotError, TaskSnapshot, parse_snapshot, text
 
 
 class UpstreamErrorKind(enum.StrEnum):
@@ -183,6 +183,6 @@ def _error_message(body: object) -> str | None:
         return None
     error = body.get("error")
     if isinstance(error, dict) and isinstance(error.get("message"), str):
-        return str(error["message"])
+        return text(error["message"])
     message = body.get("message")
-    return message if isinstance(message, str) else None
+    return text(message) if isinstance(message, str) else None

@@ -76,13 +76,19 @@ def parse_snapshot(body: Any) -> TaskSnapshot:
     url = task.get("url")
     return TaskSnapshot(
         status=status,
-        upstream_status=raw_status,
+        upstream_status=text(raw_status),
         progress=_progress(task.get("progress")),
-        url=url if isinstance(url, str) and url else None,
+        url=text(url) if isinstance(url, str) and url else None,
         error=_error(task) if status is TaskStatus.FAILED else None,
         body=body,
         finished_at=_finished_at(task) if status.terminal else None,
     )
+
+
+def text(value: str) -> str:
+    """An upstream's string as the relay keeps it: without NUL, which PostgreSQL refuses in
+    text, so that one odd answer cannot sink the write-back of the whole batch it came in."""
+    return value.replace("\x00", "\ufffd")
 
 
 #: Where answers put the moment a task ended: `finish_time` in the envelope of the code the

@@ -64,6 +64,22 @@ async def test_answers_without_a_body_leave_the_connection_to_the_next_webhook(
     assert (attempt["response_excerpt"], attempt["error"]) == ("", None)
 
 
+async def test_a_receivers_answer_with_nul_bytes_is_kept_without_them_and_sent_once(
+    relay: RelayClient, upstream: Upstream, receiver: Hooks
+) -> None:
+    """PostgreSQL refuses a NUL in text: kept as it came, the attempt could not be written, its
+    lease would lapse and the webhook be sent again and again."""
+    hooks, callback = receiver
+    hooks.answer_next(Answer(200, body=b"ok\x00done"))
+    watch = await relay.register(await upstream.submit(polls=1), callback)
+    await relay.wait_for_state(watch["id"], "completed")
+    await asyncio.sleep(0.5)
+
+    [attempt] = await attempts(relay, watch["id"])
+    assert attempt["response_excerpt"] == "ok\ufffddone"
+    assert len(hooks.received) == 1
+
+
 async def test_410_gone_stops_delivery_at_once(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:

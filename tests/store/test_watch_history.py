@@ -244,3 +244,22 @@ async def test_the_operators_page_holds_every_apps_watches_and_an_apps_only_its_
     assert await ids_of(db, None) == newest_first(mine, theirs)
     assert await ids_of(db, client_id) == [mine]
     assert await ids_of(db, other) == [theirs]
+
+
+async def test_a_poll_of_an_answer_that_had_nul_in_it_is_written_back_with_its_batch(
+    db: Database, client_id: str
+) -> None:
+    await register(db, client_id, 2)
+    odd, plain = await claim_watches(db, "own_poller")
+    snapshot = parse_snapshot({"task_id": "t", "status": "running\u0000", "progress": 5})
+    results = [
+        AT_ONCE.after_snapshot(odd, snapshot, datetime.now(UTC)),
+        AT_ONCE.after_snapshot(plain, running(5), datetime.now(UTC)),
+    ]
+
+    await polls.record_polls(db, owner="own_poller", results=results)
+
+    history = await watch_queries.history(db, client_id=client_id, watch_id=odd.id)
+    assert history is not None
+    assert history.watch.upstream_status == "running\ufffd"
+    assert await count_changes(db) == 2

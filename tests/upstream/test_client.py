@@ -349,3 +349,19 @@ async def test_an_upstream_that_is_not_listening_is_a_connection_error() -> None
     assert error.kind is UpstreamErrorKind.CONNECTION
     assert error.status_code is None
     assert str(error) == "connection: ConnectError"
+
+
+async def test_nul_in_an_upstreams_strings_never_reaches_what_the_relay_keeps(
+    upstream: tuple[FakeUpstream, str], client: UpstreamClient
+) -> None:
+    """PostgreSQL refuses NUL in text: one such answer would sink the write-back of every poll
+    in its batch."""
+    fake, _ = upstream
+    fake.answer(200, {"status": "in_progress\u0000", "url": "https://x.test/v\u0000.mp4"})
+    snapshot = await client.fetch(TASK_ID)
+    fake.answer(500, {"error": {"message": "down\u0000now"}})
+    error = await fetch_error(client)
+
+    assert snapshot.upstream_status == "in_progress\ufffd"
+    assert snapshot.url == "https://x.test/v\ufffd.mp4"
+    assert str(error).endswith("down\ufffdnow")
