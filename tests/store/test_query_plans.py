@@ -103,6 +103,19 @@ async def poll_and_deliver_once(db: Database) -> None:
     await outbox.record_attempts(db, owner=OWNER, outcomes=outcomes)
 
 
+async def register_one_by_one(db: Database, client_id: str) -> None:
+    """`WATCHES` watches, tasks `video_0` on, each registered on its own."""
+    registry = registrations.Registrations(db, poll_interval=0)
+    for n in range(WATCHES):
+        await registry.register(
+            client_id=client_id,
+            task_id=f"video_{n}",
+            callback_url="https://receiver.test/hooks",
+            metadata=None,
+            expires_after=3600,
+        )
+
+
 def walks(plan_step: str) -> bool:
     """A step that reads a whole table, or every row of one state (`(state=?)` and no more)."""
     return plan_step.startswith("SCAN ") or plan_step.endswith("(state=?)")
@@ -149,15 +162,7 @@ async def test_what_every_registration_reads_of_its_client_comes_from_an_index(
     boot = await client_apps.bootstrap_default_client(
         db, api_key="rk_plans", signing_secret=None, key_box=key_box
     )
-    registry = registrations.Registrations(db, poll_interval=0)
-    for n in range(WATCHES):
-        await registry.register(
-            client_id=boot.client.id,
-            task_id=f"video_{n}",
-            callback_url="https://receiver.test/hooks",
-            metadata=None,
-            expires_after=3600,
-        )
+    await register_one_by_one(db, boot.client.id)
     apps = client_apps.ClientApps(db, key_box=key_box, secret_overlap=0)
 
     with recorded() as executed:
@@ -183,15 +188,7 @@ async def test_the_search_by_the_start_of_a_task_id_reads_only_the_ids_that_matc
     boot = await client_apps.bootstrap_default_client(
         db, api_key="rk_plans", signing_secret=None, key_box=KeyBox.from_config(ENCRYPTION_KEY)
     )
-    registry = registrations.Registrations(db, poll_interval=0)
-    for n in range(WATCHES):
-        await registry.register(
-            client_id=boot.client.id,
-            task_id=f"video_{n}",
-            callback_url="https://receiver.test/hooks",
-            metadata=None,
-            expires_after=3600,
-        )
+    await register_one_by_one(db, boot.client.id)
 
     with recorded() as executed:
         found = await watch_queries.page(
