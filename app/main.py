@@ -21,6 +21,7 @@ from app.api.schemas import MAX_BODY_BYTES
 from app.capture.links import LearnOrigin, Origin
 from app.console import routes as console
 from app.delivery.callbacks import Resolver
+from app.encryption import UndecryptableError
 from app.settings import Settings
 from app.stopping import StopClock
 
@@ -86,7 +87,14 @@ def create_app(
     app.add_middleware(CountRegistrations)
     app.add_middleware(BodyLimit, max_bytes=MAX_BODY_BYTES)
     app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(UndecryptableError, _secrets_unreadable)
     return app
+
+
+async def _secrets_unreadable(_: Request, exc: Exception) -> JSONResponse:
+    """Not the caller's doing: the relay runs without the key its secrets were stored with. A 503
+    that says so, since the same request succeeds once RELAY_ENCRYPTION_KEY is restored."""
+    return JSONResponse({"detail": str(exc)}, status_code=503)
 
 
 async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:

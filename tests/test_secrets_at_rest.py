@@ -241,3 +241,25 @@ def test_a_configured_key_wins_over_a_key_file(tmp_path: Path) -> None:
 
     assert KeyBox.from_config(configured).decrypt(box.encrypt("x")) == "x"
     assert not (tmp_path / "relay.db.key").exists()
+
+
+async def test_a_relay_without_the_key_its_secrets_were_stored_with_answers_503_and_says_why(
+    start_relay: RelayFactory, upstream: Upstream, receiver: Hooks
+) -> None:
+    """Not the caller's doing, and not a crash: the answer names the setting to restore."""
+    _, callback = receiver
+    async with start_relay(encryption_key=Fernet.generate_key().decode()):
+        pass  # the database and the default app, their secret stored under this key
+    async with start_relay(
+        encryption_key=Fernet.generate_key().decode(), signing_secret=None
+    ) as relay:
+        client = await relay.http.get("/v1/client")
+        task_id = await upstream.submit(polls=1)
+        verified = await relay.http.post(
+            "/v1/watches",
+            json={"task_id": task_id, "callback_url": callback, "verify_callback": True},
+        )
+
+    for answer in (client, verified):
+        assert answer.status_code == 503
+        assert "RELAY_ENCRYPTION_KEY" in answer.json()["detail"]

@@ -25,6 +25,16 @@ UNREADABLE_BODY: Responses = {
 }
 
 
+#: The relay runs without the key its secrets were stored with (`main._secrets_unreadable`).
+SECRETS_UNREADABLE: Responses = {
+    503: {
+        "model": ErrorOut,
+        "description": "The relay cannot read the secrets it stored: RELAY_ENCRYPTION_KEY is not "
+        "the key they were stored with. The same request succeeds once it is.",
+    }
+}
+
+
 def error(description: str) -> dict[str, Any]:
     """One documented refusal, answered as `{"detail": "..."}`."""
     return {"model": ErrorOut, "description": description}

@@ -9,7 +9,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.api import errors
 from app.api.deps import CurrentClient, RelayDep
 from app.api.schemas import ClientOut, Health
-from app.encryption import UndecryptableError
 from app.store.database import ping
 
 router = APIRouter()
@@ -38,13 +37,14 @@ async def metrics(relay: RelayDep) -> Response:
     return Response(generate_latest(relay.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-@router.get("/v1/client", tags=["client"], responses=errors.UNAUTHORIZED)
+@router.get(
+    "/v1/client",
+    tags=["client"],
+    responses={**errors.UNAUTHORIZED, **errors.SECRETS_UNREADABLE},
+)
 async def current_client(relay: RelayDep, client: CurrentClient) -> ClientOut:
     """The calling client app, with the secret its webhooks are signed with."""
-    try:
-        secret = await relay.clients.signing_secret(client.id)
-    except UndecryptableError as exc:
-        raise HTTPException(status.HTTP_500_INTERNAL_SERVER_ERROR, str(exc)) from None
+    secret = await relay.clients.signing_secret(client.id)
     app = await relay.clients.get(client.id)
     return ClientOut(
         id=client.id,

@@ -56,6 +56,7 @@ TaskIdFilter = Annotated[str, AfterValidator(check_task_id)]
             "watches); `Retry-After` says when to try again."
         ),
         **errors.UNREADABLE_BODY,
+        **errors.SECRETS_UNREADABLE,
     },
 )
 async def register_watch(
