@@ -170,6 +170,13 @@ class Metrics:
             ["code"],
             registry=self.registry,
         )
+        self.pruned = Counter(
+            "relay_pruned",
+            "Rows deleted by retention: finished watches (with their events, attempts, capture "
+            "and course) and idempotency keys.",
+            ["kind"],
+            registry=self.registry,
+        )
         self.watches = Gauge(
             "relay_watches",
             "Live watches by state (active, capturing, notifying), from the database. Ended "

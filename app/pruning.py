@@ -9,6 +9,7 @@ import logging
 import time
 from datetime import UTC, datetime, timedelta
 
+from app.metrics import Metrics
 from app.store import idempotency, retention
 from app.store.database import Database
 
@@ -36,6 +37,7 @@ class Pruner:
         self,
         *,
         db: Database,
+        metrics: Metrics,
         retention: float,
         file_ttl: float | None = None,
         batch: int = BATCH,
@@ -43,6 +45,7 @@ class Pruner:
         """:param retention: seconds a watch is kept after it finished; 0 keeps everything.
         :param file_ttl: seconds captured files are kept, when results are captured."""
         self._db = db
+        self._pruned = metrics.pruned
         self._keep = timedelta(seconds=max(retention, file_ttl or 0.0)) if retention else None
         self._batch = batch
 
@@ -78,6 +81,7 @@ class Pruner:
                 self._db, finished_before=finished_before, limit=self._batch
             )
             deleted += pruned.deleted
+            self._pruned.labels(kind="watches").inc(pruned.deleted)
             # Fewer than asked for: none left. None deleted: all held elsewhere, for now.
             if pruned.found < self._batch or not pruned.deleted:
                 return deleted
@@ -91,6 +95,7 @@ class Pruner:
                 self._db, created_before=created_before, limit=self._batch
             )
             deleted += batch
+            self._pruned.labels(kind="idempotency_keys").inc(batch)
             if batch < self._batch:
                 return deleted
             await _rest(started)

@@ -233,6 +233,7 @@ async def _started(
     ticker.every(CLEANUP, CLEANUP_INTERVAL, cleanup.run)
     pruner = Pruner(
         db=db,
+        metrics=metrics,
         retention=settings.retention,
         file_ttl=settings.file_ttl if settings.capture else None,
     )

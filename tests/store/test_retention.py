@@ -18,6 +18,7 @@ from sqlalchemy import Connection, Table, insert, select, update
 from sqlalchemy.engine import make_url
 
 from app.encryption import KeyBox
+from app.metrics import Metrics
 from app.polling.policy import PollPolicy
 from app.pruning import Pruner
 from app.states import CaptureState, EventState
@@ -55,8 +56,12 @@ LONG_LEASE = 300.0
 _tasks = itertools.count()
 
 
-def pruner(db: Database, **options: Any) -> Pruner:
-    return Pruner(db=db, **{"retention": RETENTION.total_seconds(), **options})
+def pruner(db: Database, metrics: Metrics | None = None, **options: Any) -> Pruner:
+    return Pruner(
+        db=db,
+        metrics=metrics or Metrics(),
+        **{"retention": RETENTION.total_seconds(), **options},
+    )
 
 
 async def register(db: Database, client_id: str, count: int, metadata: Any = None) -> list[str]:
@@ -240,8 +245,11 @@ async def test_pruning_goes_a_batch_at_a_time_oldest_first(db: Database, client_
 
     more = await ended(db, client_id, 4, status_code=204)
     await finished_ago(db, more, EXPIRED)
-    await pruner(db, batch=2).run()
+    metrics = Metrics()
+    await pruner(db, metrics, batch=2).run()
     assert await kept(db, watches, [*ids, *more]) == set()
+    counted = metrics.registry.get_sample_value("relay_pruned_total", {"kind": "watches"})
+    assert counted == 5
 
 
 async def test_idempotency_keys_are_deleted_once_their_day_is_over(
