@@ -17,7 +17,7 @@ from tests.receiver import Answer, Receiver
 Hooks = tuple[Receiver, str]
 #: Retries quick enough for a test, and enough of them that no webhook is given up on before the
 #: kill, however slowly a busy machine gets there (ten of 0.2 s once ran out under load in CI).
-PATIENT_RETRIES = ",".join(["0.2"] * 200)
+PATIENT = {"RELAY_RETRY_SCHEDULE": ",".join(["0.2"] * 200)}
 
 
 async def test_a_killed_relay_resumes_every_watch_and_webhook_after_restart(
@@ -29,9 +29,7 @@ async def test_a_killed_relay_resumes_every_watch_and_webhook_after_restart(
     tasks = [await upstream.submit(polls=polls) for polls in (1, 2, 3, 5, 8, 13, 21, 34)]
     tasks += [await upstream.submit(polls=1, outcome="failed")]
 
-    async with relay_process(
-        database_url, upstream, log, RELAY_RETRY_SCHEDULE=PATIENT_RETRIES
-    ) as (http, process):
+    async with relay_process(database_url, upstream, log, **PATIENT) as (http, process):
         watch_ids = []
         for task_id in tasks:
             response = await http.post(
@@ -47,9 +45,7 @@ async def test_a_killed_relay_resumes_every_watch_and_webhook_after_restart(
     # Killed mid-flight: some tasks still being polled, some webhooks waiting for a retry.
     assert {"active", "notifying"} <= {watch["state"] for watch in before}
     hooks.default_status = 204
-    async with relay_process(
-        database_url, upstream, log, RELAY_RETRY_SCHEDULE=PATIENT_RETRIES
-    ) as (http, _):
+    async with relay_process(database_url, upstream, log, **PATIENT) as (http, _):
         async with asyncio.timeout(40):
             while True:
                 page = (await http.get("/v1/watches", params={"limit": 50})).json()["data"]
