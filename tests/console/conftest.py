@@ -116,3 +116,10 @@ async def context(browser: Browser, console_relay: RelayClient) -> AsyncIterator
 @pytest.fixture
 async def page(context: BrowserContext) -> Page:
     return await context.new_page()
+
+
+def resigned(cookie: str) -> str:
+    """The cookie with the first character of its signature changed: its last may carry bits
+    that decode to nothing, so changing it alone may change nothing."""
+    at = cookie.rindex(".") + 1
+    return cookie[:at] + ("A" if cookie[at] != "A" else "B") + cookie[at + 1 :]
