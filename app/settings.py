@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
@@ -185,6 +187,17 @@ class Settings(BaseSettings):
         if self.encryption_key is None:
             return None
         return encryption.KeyBox.from_config(self.encryption_key.get_secret_value())
+
+    def is_admin_token(self, given: str) -> bool:
+        """Whether `given` is RELAY_ADMIN_TOKEN (never, on a relay without one). Compared in
+        constant time, as digests, so neither the content nor the length of the token shows in
+        how long a refusal takes."""
+        if self.admin_token is None:
+            return False
+        return hmac.compare_digest(
+            hashlib.sha256(given.encode()).digest(),
+            hashlib.sha256(self.admin_token.get_secret_value().encode()).digest(),
+        )
 
     @property
     def polls_own_simulator(self) -> bool:

@@ -8,8 +8,6 @@ sessions).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
@@ -162,12 +160,3 @@ async def _checked_form(request: Request, operator: CurrentOperator) -> dict[str
 
 
 CheckedForm = Annotated[dict[str, str], Depends(_checked_form)]
-
-
-def is_admin_token(given: str, relay: Relay) -> bool:
-    """Compared as digests, in constant time, as the admin API compares it."""
-    token = relay.settings.admin_token
-    return token is not None and hmac.compare_digest(
-        hashlib.sha256(given.encode()).digest(),
-        hashlib.sha256(token.get_secret_value().encode()).digest(),
-    )

@@ -26,7 +26,7 @@ from app.console.access import (
     Operator,
     SignInNeeded,
     form_of,
-    is_admin_token,
+    relay_of,
     session_of,
     sessions,
     signed_in,
@@ -92,8 +92,9 @@ async def sign_in(request: Request, relay: ConsoleRelay) -> Response:
     key = fields.get("key", "").strip()
     if not key:
         return _sign_in_page(request, status_code=400, message="Enter a key to sign in.")
-    if relay.settings.admin_token is not None and is_admin_token(key, relay):
-        fingerprint = signer.admin_fingerprint(relay.settings.admin_token.get_secret_value())
+    token = relay.settings.admin_token
+    if token is not None and relay.settings.is_admin_token(key):
+        fingerprint = signer.admin_fingerprint(token.get_secret_value())
         _, cookie = signer.open(client_id=None, credential=fingerprint)
     else:
         client = await relay.clients.authenticate(key)
@@ -363,7 +364,7 @@ def _sign_in_page(
     nonce = request.cookies.get(session.SIGN_IN_COOKIE, "")
     if not session.is_nonce(nonce):
         nonce = session.new_nonce()
-    relay: Relay = request.app.state.relay
+    relay = relay_of(request)
     response = render(
         request,
         "sign_in.html",
