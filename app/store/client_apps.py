@@ -18,7 +18,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Row, bindparam, insert, select, update
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Row,
+    bindparam,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -35,10 +44,16 @@ SECRET_NAME = "the client app's signing secret"
 #: How a secret stored before secrets were encrypted begins (an encrypted one never does).
 _IN_CLEAR = "whsec_"
 
+
+def _holding(digest: str | BindParameter[str]) -> tuple[ColumnElement[bool], ...]:
+    """An app holds the key of this digest: it is its current key, and the app not revoked."""
+    return clients.c.api_key_hash == digest, clients.c.revoked_at.is_(None)
+
+
 #: The app whose API key has this digest, unless it was revoked (the unique index on the digest
 #: makes this one index lookup).
 _BY_KEY_HASH = select(clients.c.id, clients.c.name, clients.c.api_key_hash).where(
-    clients.c.api_key_hash == bindparam("digest"), clients.c.revoked_at.is_(None)
+    *_holding(bindparam("digest"))
 )
 #: The same, as SQLite's own driver takes it (one positional parameter).
 _BY_KEY_HASH_SQLITE = str(_BY_KEY_HASH.compile(dialect=sqlite.dialect()))
@@ -308,15 +323,7 @@ def _by_key_hash(conn: Connection, digest: str) -> _KeyOwner | None:
 def holds_key(client_id: str, digest: str) -> ColumnElement[bool]:
     """A condition that `client_id`'s current API key has `digest` and the app is not revoked:
     what `ClientApps.holder_of` asks, to be asked within another statement."""
-    return (
-        select(clients.c.id)
-        .where(
-            clients.c.id == client_id,
-            clients.c.api_key_hash == digest,
-            clients.c.revoked_at.is_(None),
-        )
-        .exists()
-    )
+    return select(clients.c.id).where(clients.c.id == client_id, *_holding(digest)).exists()
 
 
 def signing_secrets(signer: _Row, now: datetime) -> tuple[str, ...]:
