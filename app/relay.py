@@ -65,6 +65,7 @@ class Relay:
 
 POLL = "poll"
 CAPTURE = "capture"
+RENEW_CAPTURES = "renew_captures"
 DELIVER = "deliver"
 CLEANUP = "cleanup"
 PRUNE = "prune"
@@ -174,6 +175,7 @@ async def _started(
         links=links,
         owner=owner,
         lease=settings.capture_lease,
+        request_timeout=settings.capture_request_timeout,
         concurrency=settings.capture_concurrency,
         max_bytes=settings.capture_max_bytes,
         file_ttl=settings.file_ttl,
@@ -184,7 +186,10 @@ async def _started(
         on_due_in=lambda delay: ticker.kick_in(CAPTURE, delay),
     )
     cleanup = FileCleanup(
-        db=db, storage=storage, metrics=metrics, stale_parts_after=2 * settings.capture_lease
+        db=db,
+        storage=storage,
+        metrics=metrics,
+        stale_parts_after=2 * (settings.capture_request_timeout + settings.capture_lease),
     )
     deliverer = Deliverer(
         db=db,
@@ -229,6 +234,7 @@ async def _started(
     )
     ticker.every_tick(POLL, poller.run)
     ticker.every_tick(CAPTURE, capturer.run)
+    ticker.every(RENEW_CAPTURES, settings.capture_lease / 3, capturer.renew_leases)
     ticker.every_tick(DELIVER, deliverer.run)
     ticker.every(CLEANUP, CLEANUP_INTERVAL, cleanup.run)
     pruner = Pruner(

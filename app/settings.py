@@ -211,8 +211,10 @@ class Settings(BaseSettings):
 
     @property
     def capture_lease(self) -> float:
-        """How long a claimed capture stays ours: long enough for one download."""
-        return self.capture_request_timeout + 5.0
+        """How long a claimed capture stays ours unless renewed. Downloads may take minutes, so
+        the lease is renewed while one runs rather than made that long: a process that dies
+        mid-capture leaves it to another within seconds, not after the longest download."""
+        return min(self.capture_request_timeout, 10.0) + 5.0
 
     @property
     def delivery_lease(self) -> float:

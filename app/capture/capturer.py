@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import mimetypes
 import random
@@ -38,6 +39,10 @@ class Capturer:
     when trying again cannot help (a dead link, a file too large), the final event goes out
     without the file and says why (`data.capture_error`).
 
+    :param lease: how long a claimed capture stays ours; `renew_leases` extends it while the
+        download runs, so it can be short however long downloads take.
+    :param request_timeout: the longest one try may take, download and storing included: a
+        link that trickles cannot hold a capture (and its renewed lease) forever.
     :param on_events: called when final events were written, so delivery starts at once.
     """
 
@@ -50,6 +55,7 @@ class Capturer:
         links: FileLinks,
         owner: str,
         lease: float,
+        request_timeout: float,
         concurrency: int,
         max_bytes: int,
         file_ttl: float,
@@ -65,6 +71,7 @@ class Capturer:
         self._links = links
         self._owner = owner
         self._lease = lease
+        self._request_timeout = request_timeout
         self._max_bytes = max_bytes
         self._file_ttl = timedelta(seconds=file_ttl)
         self._key_box = key_box
@@ -72,6 +79,7 @@ class Capturer:
         self._on_events = on_events
         self._on_due_in = on_due_in
         self._slots = Slots(concurrency, on_refill=on_slot_free)
+        self._held: set[str] = set()
         self._recorder: Batcher[CaptureOutcome, bool] = Batcher(
             lambda outcomes: captures.record_captures(db, owner=owner, outcomes=outcomes)
         )
@@ -88,11 +96,26 @@ class Capturer:
             if len(due) < count:
                 return
 
+    async def renew_leases(self) -> None:
+        """Keep the captures whose downloads are running ours, however long they take: the
+        lease itself stays short, so that a process that dies mid-capture holds it briefly."""
+        if self._held:
+            await captures.renew_leases(
+                self._db, owner=self._owner, ids=sorted(self._held), lease=self._lease
+            )
+
     async def drain(self, grace: float) -> None:
         """Let captures in flight finish (graceful shutdown); the rest are released."""
         await self._slots.drain(grace)
 
     async def _capture_and_record(self, capture: DueCapture) -> None:
+        self._held.add(capture.id)
+        try:
+            await self._capture_and_record_held(capture)
+        finally:
+            self._held.discard(capture.id)
+
+    async def _capture_and_record_held(self, capture: DueCapture) -> None:
         try:
             outcome = await self._capture(capture)
         finally:
@@ -119,7 +142,11 @@ class Capturer:
     async def _capture(self, capture: DueCapture) -> CaptureOutcome:
         started = time.perf_counter()
         try:
-            stored = await self._obtain(capture)
+            async with asyncio.timeout(self._request_timeout):
+                stored = await self._obtain(capture)
+        except TimeoutError:
+            message = f"the download took longer than {self._request_timeout:g} s"
+            return self._failed(capture, CaptureError("timeout", message), False)
         except CaptureFailed as exc:
             return self._failed(capture, CaptureError(exc.code, exc.message), exc.permanent)
         except UndecryptableError as exc:

@@ -62,10 +62,9 @@ async def test_a_relay_killed_mid_capture_resumes_it_and_never_serves_a_partial_
     hooks, callback = receiver
     files = SlowFiles()
     log = tmp_path / "relay.log"
-    env = {"RELAY_CAPTURE_REQUEST_TIMEOUT": "1"}
     async with serve(files.app) as files_url:
         flaky.script("video_slow", task("succeeded", url=f"{files_url}/v.mp4"))
-        async with relay_process(database_url, flaky, log, **env) as (http, process):
+        async with relay_process(database_url, flaky, log) as (http, process):
             watch = (
                 await http.post(
                     "/v1/watches", json={"task_id": "video_slow", "callback_url": callback}
@@ -80,7 +79,9 @@ async def test_a_relay_killed_mid_capture_resumes_it_and_never_serves_a_partial_
         assert not stored.exists()  # a part, if any, was never put where it is served from
         assert hooks.received == []
 
-        async with relay_process(database_url, flaky, log, **env) as (http, _):
+        # On default settings: the dead process's capture lease is short (it was renewed while
+        # the download ran), so the capture is taken up again within seconds.
+        async with relay_process(database_url, flaky, log) as (http, _):
             [hook] = await hooks.wait_for(1, within=30)
             body = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
             served = await http.get(body["data"]["url"])
@@ -119,3 +120,21 @@ async def test_a_watch_cancelled_while_its_result_is_captured_sends_nothing_and_
     assert after["capture"]["state"] == "failed"
     assert after["capture"]["error"]["code"] == "cancelled"
     assert not (tmp_path / "files" / "videos" / f"{watch['id']}.mp4").exists()
+
+
+async def test_a_download_that_trickles_past_the_request_timeout_is_cut_off_and_tried_again(
+    start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    files = SlowFiles()
+    settings = {"nebula_base_url": flaky.url, "capture_request_timeout": 1.0}
+    async with serve(files.app) as files_url, start_relay(**settings) as relay:
+        flaky.script("video_slow", task("succeeded", url=f"{files_url}/v.mp4"))
+        watch = await relay.register("video_slow", callback)
+        [hook] = await hooks.wait_for(1, within=20)
+        capture = (await relay.get(watch["id"]))["capture"]
+
+    body = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
+    assert body["data"]["video"]["sha256"] == hashlib.sha256(VIDEO).hexdigest()
+    assert files.downloads == 2
+    assert capture["state"] == "stored"

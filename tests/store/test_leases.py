@@ -15,10 +15,11 @@ from sqlalchemy import Connection, Table, func, select
 from app.delivery import webhooks
 from app.polling.policy import PollPolicy
 from app.states import EventState, WatchState
-from app.store import outbox, polls, registrations, watch_queries
+from app.store import captures, outbox, polls, registrations, watch_queries
 from app.store.database import Database
 from app.store.leases import release_leases
 from app.store.tables import attempts, events, watches
+from app.store.tables import captures as captures_table
 from app.upstream import UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, DueEvent, DueWatch, Outcome, PollResult
@@ -343,3 +344,31 @@ async def test_concurrent_claims_by_many_owners_never_share_a_row(
     leased = await rows(db, watches, watch_ids)
     for owner, claim in zip(owners, claims, strict=True):
         assert all(leased[watch.id]["lease_owner"] == owner for watch in claim)
+
+
+async def test_a_renewed_capture_stays_its_owners_past_its_first_lease_and_a_lapsed_one_moves_on(
+    db: Database, client_id: str
+) -> None:
+    """Downloads can outlast a capture's lease: the owner renews what it is still downloading,
+    and only that. Renewing cannot take back a capture that lapsed to another owner."""
+    ids = await register(db, client_id, 3)
+    due = await claim_watches(db, "own_poller")
+    await polls.record_polls(
+        db, owner="own_poller", results=[ended(watch) for watch in due], capture_timeout=3600
+    )
+    first = await captures.claim_due_captures(db, owner="own_a", lease=SHORT_LEASE, limit=10)
+    assert {capture.id for capture in first} == set(ids)
+
+    await asyncio.sleep(LAPSE)
+    [taken_over] = await captures.claim_due_captures(db, owner="own_b", lease=LONG_LEASE, limit=1)
+    downloading, abandoned = (capture_id for capture_id in ids if capture_id != taken_over.id)
+    await captures.renew_leases(
+        db, owner="own_a", ids=[downloading, taken_over.id], lease=LONG_LEASE
+    )
+    await asyncio.sleep(LAPSE)
+    left = await captures.claim_due_captures(db, owner="own_c", lease=LONG_LEASE, limit=10)
+
+    assert [capture.id for capture in left] == [abandoned]
+    after = await rows(db, captures_table, ids)
+    assert after[downloading]["lease_owner"] == "own_a"
+    assert after[taken_over.id]["lease_owner"] == "own_b"
