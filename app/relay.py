@@ -18,8 +18,9 @@ from app import encryption, logs, transport
 from app.capture.capturer import Capturer
 from app.capture.cleanup import FileCleanup
 from app.capture.links import FALLBACK_ORIGIN, FileLinks, Origin
-from app.capture.sources import ResultSource
+from app.capture.saving import ResultSaver, Saver
 from app.capture.storage import FileStorage
+from app.capture.worker import CaptureProcess
 from app.delivery import ownership, pinning
 from app.delivery.callbacks import Resolver
 from app.delivery.deliverer import Deliverer
@@ -69,10 +70,6 @@ RENEW_CAPTURES = "renew_captures"
 DELIVER = "deliver"
 CLEANUP = "cleanup"
 PRUNE = "prune"
-#: Results are downloaded a piece of this many bytes at a time: one turn of the event loop, and
-#: one hop to a worker thread to hash and write it, each. Each hop can wait milliseconds for the
-#: GIL, so a typical result (a few MB) comes in one or two pieces; a capture holds one at a time.
-CAPTURE_READ_BYTES = 4 * 1024 * 1024
 #: Seconds between two looks for captured files past their time to live.
 CLEANUP_INTERVAL = 60.0
 #: Seconds between two runs of retention: about a minute's worth of finished watches each.
@@ -154,31 +151,40 @@ async def _started(
         await relay_secrets.get_or_create(db, name=CONSOLE_SECRET, make=lambda: token_hex(32))
     )
     storage = FileStorage.from_settings(settings)
-    capture_transport = transport.create_transport(
-        max_connections=settings.capture_concurrency, read_size=CAPTURE_READ_BYTES
+    upstream = UpstreamClient(
+        upstream_transport,
+        base_url=upstream_base_url,
+        api_key=upstream_key.get_secret_value() if upstream_key else None,
+        timeout=settings.upstream_timeout,
     )
+    saver: Saver
+    if served is not None:
+        # The relay's own simulator is reached at an address that only this process learns.
+        download_api = UpstreamClient(
+            upstream_transport,
+            base_url=upstream_base_url,
+            api_key=upstream_key.get_secret_value() if upstream_key else None,
+            timeout=settings.capture_request_timeout,
+        )
+        saver = ResultSaver.from_settings(settings, download_api=download_api)
+    elif settings.capture_process:
+        saver = worker = CaptureProcess(settings)
+        if settings.capture:
+            await worker.start()
+    else:
+        saver = ResultSaver.from_settings(settings)
     capturer = Capturer(
         db=db,
-        source=ResultSource(
-            transport=capture_transport,
-            upstream=UpstreamClient(
-                upstream_transport if served is not None else capture_transport,
-                base_url=upstream_base_url,
-                api_key=upstream_key.get_secret_value() if upstream_key else None,
-                timeout=settings.capture_request_timeout,
-            ),
-            timeout=settings.capture_request_timeout,
-            max_bytes=settings.capture_max_bytes,
-            rate_limiter=rate_limiter,
-        ),
+        saver=saver,
         storage=storage,
         links=links,
         owner=owner,
         lease=settings.capture_lease,
-        request_timeout=settings.capture_request_timeout,
         concurrency=settings.capture_concurrency,
-        max_bytes=settings.capture_max_bytes,
         file_ttl=settings.file_ttl,
+        pace_downloads=(
+            (lambda api_key: rate_limiter.wait(upstream.key_for(api_key))) if rate_limiter else None
+        ),
         key_box=key_box,
         metrics=metrics,
         on_events=lambda: ticker.kick(DELIVER),
@@ -207,12 +213,7 @@ async def _started(
     )
     poller = Poller(
         db=db,
-        upstream=UpstreamClient(
-            upstream_transport,
-            base_url=upstream_base_url,
-            api_key=upstream_key.get_secret_value() if upstream_key else None,
-            timeout=settings.upstream_timeout,
-        ),
+        upstream=upstream,
         owner=owner,
         policy=PollPolicy(
             interval=settings.poll_interval,
@@ -280,7 +281,7 @@ async def _started(
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
         await delivery_transport.aclose()
-        await capture_transport.aclose()
+        await saver.aclose()
         await db.dispose()
 
 

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     capture_timeout: float = Field(3600.0, gt=0)
     capture_concurrency: int = Field(4, ge=1)
     capture_request_timeout: float = Field(600.0, gt=0)
+    capture_process: bool = True
     storage_dir: str = "./relay-files"
     storage_url: str | None = None
     s3_endpoint_url: str | None = None

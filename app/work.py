@@ -161,6 +161,11 @@ class DueCapture:
     task_id: str
     upstream_api_key_encrypted: str | None
 
+    @property
+    def uses_download_api(self) -> bool:
+        """No inline data and no link: the result is had from the upstream's download API."""
+        return self.inline_data is None and self.source_url is None
+
 
 @dataclass(frozen=True, slots=True)
 class CapturedWatch:

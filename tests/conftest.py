@@ -168,6 +168,9 @@ def relay_settings(database_url: str, upstream_url: str, **overrides: Any) -> Se
         "shutdown_grace": 2,
         # Tests that start no relay of their own keep captured files apart from the project's.
         "storage_dir": str(Path(tempfile.gettempdir()) / "relay-test-files"),
+        # Captures in the relay's own process: a worker process would cost every test that
+        # starts a relay a fraction of a second. The capture tests ask for one (their `storage`).
+        "capture_process": False,
     }
     if make_url(database_url).get_backend_name() != "sqlite":
         # A SQLite relay keeps a key of its own beside its file; PostgreSQL needs one configured.

@@ -83,3 +83,33 @@ async def relay_process(
         if process.returncode is None:
             process.terminate()
             await process.wait()
+
+
+def child_processes(parent: int, running: str) -> list[int]:
+    """The pids of `parent`'s children whose command line contains `running`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue  # ended meanwhile
+        # The parent's pid is the second field after the command's name, which is in parentheses.
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent and running in command:
+            found.append(int(entry.name))
+    return found
+
+
+async def ended(pid: int, within: float = 10.0) -> bool:
+    """Whether process `pid` has ended (or is a zombie nobody waits for) within `within` s."""
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                return True
+            if state == "Z":
+                return True
+            await asyncio.sleep(0.05)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import mimetypes
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from app.capture.links import FileLinks
-from app.capture.sources import CaptureFailed, ResultSource
-from app.capture.storage import FileStorage, TooLarge
+from app.capture.saving import Saver
+from app.capture.sources import CaptureFailed
+from app.capture.storage import FileStorage
 from app.delivery import webhooks
 from app.delivery.bodies import CapturedVideo
 from app.delivery.webhooks import CaptureError, CaptureReport
@@ -39,10 +38,12 @@ class Capturer:
     when trying again cannot help (a dead link, a file too large), the final event goes out
     without the file and says why (`data.capture_error`).
 
+    :param saver: what obtains and stores the bytes, in this process or in a worker process.
+    :param storage: where the saver stores, for deleting a file that came too late to count.
     :param lease: how long a claimed capture stays ours; `renew_leases` extends it while the
         download runs, so it can be short however long downloads take.
-    :param request_timeout: the longest one try may take, download and storing included: a
-        link that trickles cannot hold a capture (and its renewed lease) forever.
+    :param pace_downloads: waits for the turn of a watch's upstream key (given the watch's own
+        key, if any) before its download API is called: that API shares the polls' budget.
     :param on_events: called when final events were written, so delivery starts at once.
     """
 
@@ -50,15 +51,14 @@ class Capturer:
         self,
         *,
         db: Database,
-        source: ResultSource,
+        saver: Saver,
         storage: FileStorage,
         links: FileLinks,
         owner: str,
         lease: float,
-        request_timeout: float,
         concurrency: int,
-        max_bytes: int,
         file_ttl: float,
+        pace_downloads: Callable[[str | None], Awaitable[object]] | None,
         key_box: KeyBox | None,
         metrics: Metrics,
         on_events: Callable[[], None],
@@ -66,13 +66,12 @@ class Capturer:
         on_due_in: Callable[[float], None],
     ) -> None:
         self._db = db
-        self._source = source
+        self._saver = saver
         self._storage = storage
         self._links = links
         self._owner = owner
         self._lease = lease
-        self._request_timeout = request_timeout
-        self._max_bytes = max_bytes
+        self._pace_downloads = pace_downloads
         self._file_ttl = timedelta(seconds=file_ttl)
         self._key_box = key_box
         self._metrics = metrics
@@ -142,11 +141,7 @@ class Capturer:
     async def _capture(self, capture: DueCapture) -> CaptureOutcome:
         started = time.perf_counter()
         try:
-            async with asyncio.timeout(self._request_timeout):
-                stored = await self._obtain(capture)
-        except TimeoutError:
-            message = f"the download took longer than {self._request_timeout:g} s"
-            return self._failed(capture, CaptureError("timeout", message), False)
+            stored = await self._obtain(capture)
         except CaptureFailed as exc:
             return self._failed(capture, CaptureError(exc.code, exc.message), exc.permanent)
         except UndecryptableError as exc:
@@ -169,27 +164,15 @@ class Capturer:
 
     async def _obtain(self, capture: DueCapture) -> StoredFile:
         api_key = watch_key(self._key_box, capture.upstream_api_key_encrypted)
-        async with self._source.open(capture, api_key=api_key) as result:
-            key = f"videos/{capture.id}{_extension(result.content_type)}"
-            try:
-                written = await self._storage.write(
-                    key, result.chunks, content_type=result.content_type, max_bytes=self._max_bytes
-                )
-            except TooLarge as exc:
-                raise CaptureFailed("too_large", str(exc), permanent=True) from None
-        if result.stated_size is not None and written.size_bytes != result.stated_size:
-            await self._storage.delete(key)
-            raise CaptureFailed(
-                "size_mismatch",
-                f"the upstream stated {result.stated_size} bytes and gave {written.size_bytes}",
-                permanent=False,
-            )
+        if capture.uses_download_api and self._pace_downloads is not None:
+            await self._pace_downloads(api_key)
+        saved = await self._saver.save(capture, api_key=api_key)
         now = datetime.now(UTC)
         return StoredFile(
-            key=key,
-            content_type=result.content_type,
-            size_bytes=written.size_bytes,
-            sha256=written.sha256,
+            key=saved.key,
+            content_type=saved.content_type,
+            size_bytes=saved.size_bytes,
+            sha256=saved.sha256,
             stored_at=now,
             expires_at=now + self._file_ttl,
         )
@@ -232,10 +215,6 @@ def _outcome_label(outcome: CaptureOutcome) -> str:
     if outcome.stored is not None:
         return "stored"
     return "retry" if outcome.retry_at is not None else "failed"
-
-
-def _extension(content_type: str) -> str:
-    return mimetypes.guess_extension(content_type) or ".bin"
 
 
 def _iso(moment: datetime) -> str:

@@ -17,7 +17,6 @@ import httpx
 from app.capture import decoding
 from app.transport import parsed_url, timeout_extension
 from app.upstream import UpstreamClient, UpstreamError, UpstreamErrorKind
-from app.upstream.ratelimit import RateLimiter
 from app.work import DueCapture
 
 #: Redirects followed from a result link (storage services redirect to a signed location).
@@ -49,7 +48,6 @@ class ResultSource:
     :param transport: the captures' own connection pool, so downloads never hold the polls'.
     :param upstream: the upstream client whose download API fetches results given by no link.
     :param max_bytes: a result stated to be larger is refused before it is read.
-    :param rate_limiter: the polls' budget per upstream key, which the download API shares.
     """
 
     def __init__(
@@ -59,13 +57,11 @@ class ResultSource:
         upstream: UpstreamClient,
         timeout: float,
         max_bytes: int,
-        rate_limiter: RateLimiter | None,
     ) -> None:
         self._transport = transport
         self._upstream = upstream
         self._extensions = timeout_extension(timeout)
         self._max_bytes = max_bytes
-        self._rate_limiter = rate_limiter
 
     @asynccontextmanager
     async def open(self, capture: DueCapture, *, api_key: str | None) -> AsyncIterator[Result]:
@@ -133,8 +129,6 @@ class ResultSource:
 
     @asynccontextmanager
     async def _download_api(self, task_id: str, api_key: str | None) -> AsyncIterator[Result]:
-        if self._rate_limiter is not None:
-            await self._rate_limiter.wait(self._upstream.key_for(api_key))
         try:
             async with self._upstream.download(task_id, api_key=api_key) as response:
                 decoder = decoding.DownloadAnswerDecoder()

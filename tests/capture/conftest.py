@@ -31,9 +31,10 @@ def s3_endpoint() -> Iterator[str]:
 
 @pytest.fixture(params=["local", "s3"])
 def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
-    """The relay settings of each storage backend; every capture test runs on both."""
+    """The relay settings of each storage backend; every capture test runs on both, with
+    captures in a worker process as by default."""
     if request.param == "local":
-        return {"storage_dir": str(tmp_path / "files")}
+        return {"storage_dir": str(tmp_path / "files"), "capture_process": True}
     endpoint: str = request.getfixturevalue("s3_endpoint")
     bucket = f"relay-{secrets.token_hex(4)}"
     httpx.put(f"{endpoint}/{bucket}").raise_for_status()  # moto creates buckets unsigned
@@ -42,4 +43,5 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         "s3_endpoint_url": endpoint,
         "s3_access_key_id": S3_KEY,
         "s3_secret_access_key": S3_SECRET,
+        "capture_process": True,
     }

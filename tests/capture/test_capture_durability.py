@@ -17,12 +17,14 @@ from starlette.routing import Route
 
 from tests.conftest import SIGNING_SECRET, RelayFactory
 from tests.flaky_upstream import FlakyUpstream, task
-from tests.processes import relay_process
+from tests.processes import child_processes, ended, relay_process
 from tests.receiver import Receiver
 from tests.servers import serve
 
 Hooks = tuple[Receiver, str]
 
+#: What the relay's capture process runs.
+WORKER = "app.capture.worker"
 VIDEO = os.urandom(2 * 1024 * 1024)
 CHUNK = 64 * 1024
 
@@ -72,8 +74,11 @@ async def test_a_relay_killed_mid_capture_resumes_it_and_never_serves_a_partial_
             ).json()
             await asyncio.wait_for(files.first_started.wait(), 10)
             await asyncio.sleep(0.3)
+            [worker] = child_processes(process.pid, WORKER)
             process.send_signal(signal.SIGKILL)
             await process.wait()
+
+        assert await ended(worker)  # the capture process does not outlive the relay
 
         stored = tmp_path / "files" / "videos" / f"{watch['id']}.mp4"
         assert not stored.exists()  # a part, if any, was never put where it is served from
@@ -134,6 +139,30 @@ async def test_a_download_that_trickles_past_the_request_timeout_is_cut_off_and_
         [hook] = await hooks.wait_for(1, within=20)
         capture = (await relay.get(watch["id"]))["capture"]
 
+    body = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
+    assert body["data"]["video"]["sha256"] == hashlib.sha256(VIDEO).hexdigest()
+    assert files.downloads == 2
+    assert capture["state"] == "stored"
+
+
+async def test_a_capture_process_that_dies_mid_download_is_replaced_and_the_capture_tried_again(
+    start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks
+) -> None:
+    hooks, callback = receiver
+    files = SlowFiles()
+    settings = {"nebula_base_url": flaky.url, "capture_process": True}
+    async with serve(files.app) as files_url, start_relay(**settings) as relay:
+        flaky.script("video_slow", task("succeeded", url=f"{files_url}/v.mp4"))
+        watch = await relay.register("video_slow", callback)
+        await asyncio.wait_for(files.first_started.wait(), 10)
+        [first] = child_processes(os.getpid(), WORKER)
+        os.kill(first, signal.SIGKILL)
+        [hook] = await hooks.wait_for(1, within=20)
+        capture = (await relay.get(watch["id"]))["capture"]
+        [second] = child_processes(os.getpid(), WORKER)
+
+    assert second != first
+    assert await ended(second)  # and it ends with the relay
     body = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
     assert body["data"]["video"]["sha256"] == hashlib.sha256(VIDEO).hexdigest()
     assert files.downloads == 2
