@@ -105,11 +105,14 @@ def child_processes(parent: int, running: str) -> list[int]:
 async def ended(pid: int, within: float = 10.0) -> bool:
     """Whether process `pid` has ended (or is a zombie nobody waits for) within `within` s."""
     async with asyncio.timeout(within):
-        while True:
-            try:
-                state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                return True
-            if state == "Z":
-                return True
+        while _state(pid) not in (None, "Z"):
             await asyncio.sleep(0.05)
+    return True
+
+
+def _state(pid: int) -> str | None:
+    """The process's state letter (`R`, `S`, `Z`…), None once it is gone."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return None
