@@ -105,7 +105,7 @@ def child_processes(parent: int, running: str) -> list[int]:
 async def ended(pid: int, within: float = 10.0) -> bool:
     """Whether process `pid` has ended (or is a zombie nobody waits for) within `within` s."""
     async with asyncio.timeout(within):
-        while _state(pid) not in (None, "Z"):
+        while _state(pid) not in (None, "Z"):  # noqa: ASYNC110 (nothing to wait on)
             await asyncio.sleep(0.05)
     return True
 
