@@ -110,26 +110,44 @@ class Server:
         raise RuntimeError(f"{self.name} was not ready within {within:.0f} s:\n{self.log_tail()}")
 
     def rss_mb(self) -> float | None:
-        """Resident memory (VmRSS) of the process, in MB, or None once it is gone."""
-        try:
-            status = Path(f"/proc/{self.pid}/status").read_text()
-        except OSError:
-            return None
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return None
+        """Resident memory (VmRSS) of the process and its children (the relay's capture
+        process), in MB, or None once it is gone."""
+        total = 0
+        for pid in self._with_children():
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += next(
+                (int(line.split()[1]) for line in status.splitlines() if line.startswith("VmRSS:")),
+                0,
+            )
+        return total / 1024 if total else None
 
     def cpu_seconds(self) -> float | None:
-        """CPU time (user and system, all threads) the process has used, or None once it is
-        gone."""
-        try:
-            stat = Path(f"/proc/{self.pid}/stat").read_text()
-        except OSError:
-            return None
-        # The fields after the parenthesized name: utime and stime are the 12th and 13th.
-        fields = stat.rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time (user and system, all threads) the process and its live children have
+        used, or None once it is gone."""
+        total, found = 0, False
+        for pid in self._with_children():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            # The fields after the parenthesized name: utime and stime are the 12th and 13th.
+            fields = stat.rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+            found = True
+        return total / os.sysconf("SC_CLK_TCK") if found else None
+
+    def _with_children(self) -> list[int]:
+        """The process first, then the children of any of its threads."""
+        pids = [self.pid]
+        for children in Path(f"/proc/{self.pid}/task").glob("*/children"):
+            try:
+                pids += [int(pid) for pid in children.read_text().split()]
+            except OSError:
+                continue
+        return pids
 
     async def stop(self, grace: float = 15.0) -> float:
         """SIGTERM, then SIGKILL after `grace` seconds; return the seconds it took to exit."""

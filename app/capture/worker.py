@@ -20,6 +20,7 @@ import contextlib
 import itertools
 import logging
 import pickle
+import signal
 import socket
 import struct
 import sys
@@ -208,4 +209,8 @@ async def _save(
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the whole process group, and a service manager may signal every process of
+    # the service: the relay decides when captures stop (it drains them, then closes the socket).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     asyncio.run(_serve(int(sys.argv[1])))

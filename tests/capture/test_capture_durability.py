@@ -167,3 +167,26 @@ async def test_a_capture_process_that_dies_mid_download_is_replaced_and_the_capt
     assert body["data"]["video"]["sha256"] == hashlib.sha256(VIDEO).hexdigest()
     assert files.downloads == 2
     assert capture["state"] == "stored"
+
+
+async def test_signals_meant_for_the_whole_service_leave_the_capture_to_the_relay(
+    flaky: FlakyUpstream, receiver: Hooks, database_url: str, tmp_path: Path
+) -> None:
+    """Ctrl-C reaches every process of the terminal's group, and a service manager may signal
+    every process of the service: the capture process keeps on, and the relay decides."""
+    hooks, callback = receiver
+    files = SlowFiles()
+    async with serve(files.app) as files_url:
+        flaky.script("video_slow", task("succeeded", url=f"{files_url}/v.mp4"))
+        async with relay_process(database_url, flaky, tmp_path / "relay.log") as (http, process):
+            await http.post("/v1/watches", json={"task_id": "video_slow", "callback_url": callback})
+            await asyncio.wait_for(files.first_started.wait(), 10)
+            [worker] = child_processes(process.pid, WORKER)
+            os.kill(worker, signal.SIGINT)
+            os.kill(worker, signal.SIGTERM)
+            [hook] = await hooks.wait_for(1, within=20)
+
+    body = Webhook(SIGNING_SECRET).verify(hook.body, hook.headers)
+    assert body["data"]["video"]["sha256"] == hashlib.sha256(VIDEO).hexdigest()
+    assert files.downloads == 1  # the first download was not cut short
+    assert await ended(worker)
