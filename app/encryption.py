@@ -15,7 +15,6 @@ import stat
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
-from sqlalchemy.engine import make_url
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +78,10 @@ def key_box_for(configured: str | None, database_url: str) -> KeyBox:
     """
     if configured is not None:
         return KeyBox.from_config(configured)
+    # Imported here: the capture process reads the settings (which import this module) and must
+    # stay small, and it never opens a database.
+    from sqlalchemy.engine import make_url
+
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite":
         raise KeyMissingError(

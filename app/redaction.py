@@ -11,9 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+from urllib.parse import unquote, urlsplit
 
 from app.settings import Settings
 
@@ -101,10 +99,12 @@ def configured_secrets(settings: Settings) -> list[str]:
         values.append(settings.signing_secret.get_secret_value().removeprefix("whsec_"))
     if settings.encryption_key is not None:
         values += [key.strip() for key in settings.encryption_key.get_secret_value().split(",")]
+    # Read without SQLAlchemy's URL parser, which the capture process (it logs, and opens no
+    # database) would otherwise import for this alone.
     try:
-        password = make_url(settings.database_url).password
-    except ArgumentError:
+        password = urlsplit(settings.database_url).password
+    except ValueError:
         password = None
     if password:
-        values.append(str(password))
+        values += [password, unquote(password)]
     return values

@@ -18,7 +18,7 @@ from app import encryption, logs, transport
 from app.capture.capturer import Capturer
 from app.capture.cleanup import FileCleanup
 from app.capture.links import FALLBACK_ORIGIN, FileLinks, Origin
-from app.capture.saving import ResultSaver, Saver
+from app.capture.saving import IN_PROCESS_READ_BYTES, ResultSaver, Saver
 from app.capture.storage import FileStorage
 from app.capture.worker import CaptureProcess
 from app.delivery import ownership, pinning
@@ -166,13 +166,15 @@ async def _started(
             api_key=upstream_key.get_secret_value() if upstream_key else None,
             timeout=settings.capture_request_timeout,
         )
-        saver = ResultSaver.from_settings(settings, download_api=download_api)
+        saver = ResultSaver.from_settings(
+            settings, read_bytes=IN_PROCESS_READ_BYTES, download_api=download_api
+        )
     elif settings.capture_process:
         saver = worker = CaptureProcess(settings)
         if settings.capture:
             await worker.start()
     else:
-        saver = ResultSaver.from_settings(settings)
+        saver = ResultSaver.from_settings(settings, read_bytes=IN_PROCESS_READ_BYTES)
     capturer = Capturer(
         db=db,
         saver=saver,
@@ -180,7 +182,7 @@ async def _started(
         links=links,
         owner=owner,
         lease=settings.capture_lease,
-        concurrency=settings.capture_concurrency,
+        concurrency=settings.capture_slots,
         file_ttl=settings.file_ttl,
         pace_downloads=(
             (lambda api_key: rate_limiter.wait(upstream.key_for(api_key))) if rate_limiter else None

@@ -69,7 +69,7 @@ class Settings(BaseSettings):
     capture: bool = True
     capture_max_bytes: int = Field(1024**3, ge=1)
     capture_timeout: float = Field(3600.0, gt=0)
-    capture_concurrency: int = Field(4, ge=1)
+    capture_concurrency: int | None = Field(None, ge=1)
     capture_request_timeout: float = Field(600.0, gt=0)
     capture_process: bool = True
     storage_dir: str = "./relay-files"
@@ -209,6 +209,16 @@ class Settings(BaseSettings):
     def poll_lease(self) -> float:
         """How long a claimed poll stays ours: long enough for one upstream request."""
         return self.upstream_timeout + 5.0
+
+    @property
+    def capture_slots(self) -> int:
+        """Captures in flight at most: `RELAY_CAPTURE_CONCURRENCY`, else as many as the
+        benchmark found right for where they run. In a process of their own, 16 bring a burst's
+        wait down without costing polls anything; in the relay's process, past 4 they take the
+        event loop from polls (docs/capture-benchmark.md)."""
+        if self.capture_concurrency is not None:
+            return self.capture_concurrency
+        return 16 if self.capture_process else 4
 
     @property
     def capture_lease(self) -> float:

@@ -523,8 +523,16 @@ def _per_window(start: float, points: Sequence[tuple[float, float, float]]) -> s
 TARGET_ACTIVE = 10_000
 
 
-def memory(report: Report, peak: float | None, at_end: float | None, active: int) -> None:
-    """Judged only when the run really had the target's number of active watches."""
+def memory(
+    report: Report,
+    peak: float | None,
+    at_end: float | None,
+    active: int,
+    *,
+    children: float | None = None,
+) -> None:
+    """Judged only when the run really had the target's number of active watches. The relay's
+    RSS is that of all its processes; `children` is the peak of its capture process alone."""
     if peak is None:
         report.add("memory: relay RSS", "not measured", "< 200 MB", None)
         return
@@ -535,6 +543,10 @@ def memory(report: Report, peak: float | None, at_end: float | None, active: int
         peak < 200 if active >= TARGET_ACTIVE else None,
     )
     report.notes.append(f"memory and restart: {active:,} watches were active at the end of the run")
+    if children is not None:
+        report.notes.append(
+            f"memory: the relay's RSS counts its capture process, which peaked at {children:.0f} MB"
+        )
 
 
 def restart(report: Report, first_poll: float | None, detail: str, active: int) -> None:

@@ -249,7 +249,7 @@ class Run:
             deadline=start + config.duration,
         )
         registered_by = max((r.done for r in records), default=start)
-        peak_rss, end_rss, cpu_samples = await sampler
+        peak_rss, peak_children_rss, end_rss, cpu_samples = await sampler
         end = time.time()
         up_stats, rx_stats = await self.settle_webhooks(upstream, receiver, end)
         settled = time.time()
@@ -305,7 +305,7 @@ class Run:
             polling=config.batch_share < 1,
             capturing=bool(size),
         )
-        figures.memory(report, peak_rss, end_rss, active)
+        figures.memory(report, peak_rss, end_rss, active, children=peak_children_rss)
         figures.restart(report, *restart, active)
         figures.exactly_once(
             report,
@@ -502,10 +502,12 @@ def _capture_windows(
 
 async def _sample(
     relay: Server, upstream: Server, *, until: float
-) -> tuple[float | None, float | None, list[figures.CpuSample]]:
+) -> tuple[float | None, float | None, float | None, list[figures.CpuSample]]:
     """Relay memory and CPU, and the machine's CPU, every second, and a progress line every ten;
-    returns the peak and the last RSS, and the CPU samples."""
+    returns the peak RSS (of the relay's processes, then of its capture process alone), the last,
+    and the CPU samples."""
     peak: float | None = None
+    peak_children: float | None = None
     last: float | None = None
     samples = [figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu())]
     tick = 0
@@ -515,6 +517,8 @@ async def _sample(
         last = relay.rss_mb()
         if last is not None:
             peak = max(peak or 0.0, last)
+        if (children := relay.rss_mb(children_only=True)) is not None:
+            peak_children = max(peak_children or 0.0, children)
         tick += 1
         if tick % 10 == 0:
             up = await _get_json(f"{upstream.url}/_stats/since?t=0")
@@ -523,7 +527,7 @@ async def _sample(
                 f"  {tick:>4} s  upstream polls {up['polls']:>8,}{downloads}"
                 f"  relay RSS {last or 0:.0f} MB"
             )
-    return peak, last, samples
+    return peak, peak_children, last, samples
 
 
 def _print_setup(config: Config, fast: list[str], workdir: Path) -> None:

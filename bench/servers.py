@@ -109,11 +109,11 @@ class Server:
                 await asyncio.sleep(0.05)
         raise RuntimeError(f"{self.name} was not ready within {within:.0f} s:\n{self.log_tail()}")
 
-    def rss_mb(self) -> float | None:
+    def rss_mb(self, *, children_only: bool = False) -> float | None:
         """Resident memory (VmRSS) of the process and its children (the relay's capture
-        process), in MB, or None once it is gone."""
+        process), or of its children alone, in MB; None once they are gone."""
         total = 0
-        for pid in self._with_children():
+        for pid in self._with_children()[1 if children_only else 0 :]:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
             except OSError:

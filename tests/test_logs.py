@@ -24,7 +24,7 @@ import httpx
 from cryptography.fernet import Fernet
 
 from app import logs
-from app.redaction import MASK, Redactor
+from app.redaction import MASK, Redactor, configured_secrets
 from app.settings import Settings
 from tests.conftest import API_KEY, Upstream
 from tests.flaky_upstream import SERVER_ERROR, FlakyUpstream, task
@@ -402,3 +402,14 @@ def captured(settings: Settings) -> Iterator[tuple[logging.Logger, io.StringIO]]
         yield log, written
     finally:
         log.removeHandler(handler)
+
+
+def test_the_database_password_is_among_the_secrets_masked_as_written_and_as_decoded() -> None:
+    settings = Settings(
+        _env_file=None, database_url="postgresql+asyncpg://relay:p%40ss%2Fw0rd-x@db:5432/relay"
+    )
+
+    found = configured_secrets(settings)
+
+    assert "p%40ss%2Fw0rd-x" in found
+    assert "p@ss/w0rd-x" in found

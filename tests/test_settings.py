@@ -63,6 +63,9 @@ def settings(**values: Any) -> Settings:
         ("max_active_watches", 100_000),
         ("rate_limit", 0.0),
         ("metrics_refresh", 15.0),
+        ("capture_process", True),
+        ("capture_slots", 16),
+        ("capture_request_timeout", 600.0),
     ],
 )
 def test_every_option_defaults_to_the_value_in_the_readme(field: str, default: object) -> None:
@@ -274,6 +277,18 @@ def test_leases_outlast_one_request() -> None:
 
     assert loaded.poll_lease > loaded.upstream_timeout
     assert loaded.delivery_lease > loaded.delivery_timeout
+
+
+def test_a_capture_lease_stays_short_however_long_a_download_may_take() -> None:
+    """It is renewed while the download runs; a dead process's captures wait this long."""
+    assert settings(capture_request_timeout=3600).capture_lease == 15
+    assert settings(capture_request_timeout=2).capture_lease == 7
+
+
+def test_captures_in_the_relays_own_process_are_fewer_at_a_time_unless_set() -> None:
+    assert settings(capture_process=False).capture_slots == 4
+    assert settings(capture_process=False, capture_concurrency=9).capture_slots == 9
+    assert settings(capture_concurrency=32).capture_slots == 32
 
 
 @pytest.mark.parametrize(

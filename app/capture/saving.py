@@ -18,10 +18,14 @@ from app.settings import Settings
 from app.upstream import UpstreamClient
 from app.work import DueCapture
 
-#: Results are downloaded a piece of this many bytes at a time: one turn of the event loop, and
-#: one hop to a worker thread to hash and write it, each. Each hop can wait milliseconds for the
-#: GIL, so a typical result (a few MB) comes in one or two pieces; a capture holds one at a time.
-READ_BYTES = 4 * 1024 * 1024
+#: Results are downloaded a piece of this many bytes at a time in the relay's own process: each
+#: piece costs a turn of the event loop and a hop to a worker thread to hash and write it, and
+#: each hop can wait milliseconds for the GIL behind polls, so a typical result (a few MB) comes
+#: in one or two pieces.
+IN_PROCESS_READ_BYTES = 4 * 1024 * 1024
+#: In the capture process, whose event loop does nothing else, hops are cheap: smaller pieces
+#: hold less memory for each of the many captures in flight there.
+WORKER_READ_BYTES = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,12 +76,13 @@ class ResultSaver:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, download_api: UpstreamClient | None = None
+        cls, settings: Settings, *, read_bytes: int, download_api: UpstreamClient | None = None
     ) -> ResultSaver:
-        """:param download_api: the client of the upstream's download API (default: the
-        settings' upstream, through the captures' own pool)."""
+        """:param read_bytes: the size of the pieces a download is read in.
+        :param download_api: the client of the upstream's download API (default: the
+            settings' upstream, through the captures' own pool)."""
         pool = transport.create_transport(
-            max_connections=settings.capture_concurrency, read_size=READ_BYTES
+            max_connections=settings.capture_slots, read_size=read_bytes
         )
         if download_api is None:
             key = settings.nebula_api_key

@@ -28,7 +28,7 @@ from functools import partial
 from typing import Any
 
 from app import logs
-from app.capture.saving import ResultSaver, Saved
+from app.capture.saving import WORKER_READ_BYTES, ResultSaver, Saved
 from app.capture.sources import CaptureFailed
 from app.settings import Settings
 from app.work import DueCapture
@@ -165,7 +165,7 @@ async def _serve(fd: int) -> None:
         return
     settings: Settings = greeting[0]
     logs.configure(settings)
-    saver = ResultSaver.from_settings(settings)
+    saver = ResultSaver.from_settings(settings, read_bytes=WORKER_READ_BYTES)
     running: dict[int, asyncio.Task[None]] = {}
     try:
         while (message := await _receive(reader)) is not None:
