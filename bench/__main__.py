@@ -54,6 +54,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         default=0.15,
         help="share of tasks that never end within the run (default 0.15)",
     )
+    parser.add_argument(
+        "--upstream-latency",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds the fake upstream takes to answer each poll, as a distant one would "
+        "(default 0)",
+    )
     parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
     parser.add_argument(
         "--keep", action="store_true", help="keep the logs, the database and the captured files"
@@ -123,6 +131,8 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         if not sep or not name:
             parser.error(f"--relay-env wants NAME=VALUE, not {item!r}")
         relay_env[name] = value
+    if args.upstream_latency < 0:
+        parser.error("--upstream-latency wants seconds, 0 or more")
     if args.soak is not None and args.soak <= 0:
         parser.error("--soak wants minutes above 0")
     if args.task_seconds <= 0 or args.sample_every <= 0:
@@ -153,6 +163,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         sample_every=args.sample_every,
         seed_finished=args.seed_finished,
         prune_day=args.prune_day,
+        upstream_latency=args.upstream_latency,
     )
 
 

@@ -71,6 +71,8 @@ class Config:
     seed_finished: int = 0
     #: The run that measures pruning this many watches past their retention (`--prune-day`).
     prune_day: int | None = None
+    #: Seconds the fake upstream takes to answer each task query (`--upstream-latency`).
+    upstream_latency: float = 0.0
 
     @property
     def result_bytes(self) -> int:
@@ -159,6 +161,7 @@ class Run:
             {
                 "BENCH_UPSTREAM_KEY": UPSTREAM_KEY,
                 "BENCH_RESULT_BYTES": str(self.config.result_bytes),
+                "BENCH_UPSTREAM_LATENCY": str(self.config.upstream_latency),
             },
             "/_ping",
             extra_flags=fast + QUIET,
@@ -538,6 +541,8 @@ def _print_setup(config: Config, fast: list[str], workdir: Path) -> None:
     print(
         f"  poll interval {config.poll_interval:g} s; relay env: {config.relay_env or 'defaults'}"
     )
+    if config.upstream_latency:
+        print(f"  upstream: answers every poll {config.upstream_latency * 1000:g} ms after it came")
     if config.result_bytes:
         print(
             f"  capture: on (RELAY_CAPTURE=true), every result {config.result_bytes:,} bytes "

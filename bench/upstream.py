@@ -10,10 +10,14 @@ With `BENCH_RESULT_BYTES` set (the capture modes), a succeeded task's `url` is a
 server, `GET /files/{task_id}.mp4`, which streams that many bytes (`bench.results`) as
 `video/mp4`; it records when each download started and ended. Without it, the `url` is a link
 nobody can download, as before capture, for runs with `RELAY_CAPTURE=false`.
+
+With `BENCH_UPSTREAM_LATENCY` (seconds), every task query is answered that long after it came, as
+by an upstream across an ocean; its arrival is what the records keep.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
@@ -29,6 +33,8 @@ PREFIX = "/v1/video/generations/"
 FILES = "/files/"
 #: The size of every succeeded task's result; 0: results are links nobody downloads.
 RESULT_BYTES = int(os.environ.get("BENCH_RESULT_BYTES") or 0)
+#: Seconds every task query waits before it is answered, as a distant upstream's would.
+LATENCY = float(os.environ.get("BENCH_UPSTREAM_LATENCY") or 0)
 _EXPECTED_AUTH = f"Bearer {os.environ.get('BENCH_UPSTREAM_KEY', 'sk-bench')}".encode()
 _PING = b'{"task_id":"ping","status":"queued","format":"mp4"}'
 _FAILURE = {"code": 400, "message": "Prompt contains inappropriate content"}
@@ -91,6 +97,8 @@ async def _query(scope: Scope, task_id: str, send: Send) -> None:
             body["error"] = _FAILURE
     else:
         body["status"] = "queued" if len(task.polls) == 1 else "in_progress"
+    if LATENCY:
+        await asyncio.sleep(LATENCY)
     await respond(send, 200, json.dumps(body, separators=(",", ":")).encode())
 
 
