@@ -95,6 +95,12 @@ class Metrics:
             states=[state.value for state in CircuitState],
             registry=self.registry,
         )
+        self.poll_slots = Gauge(
+            "relay_poll_slots",
+            "Polls this replica lets be in flight at once, sized from the due rate and the "
+            "upstream's latency (Little's law), up to RELAY_POLL_CONCURRENCY.",
+            registry=self.registry,
+        )
         self.expiries = Counter(
             "relay_watches_expired",
             "Watches ended with watch.expired, by reason.",

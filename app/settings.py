@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     require_https: bool = False
     callback_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
     tick_interval: float = Field(0.5, gt=0)
-    poll_concurrency: int = Field(100, ge=1)
+    poll_concurrency: int = Field(1000, ge=1)
     delivery_concurrency: int = Field(100, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
     simulator: bool = False

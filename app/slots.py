@@ -26,10 +26,20 @@ class Slots:
         self._waiting = False
         self._tasks: set[asyncio.Task[None]] = set()
 
+    def resize(self, size: int) -> None:
+        """Change how many may be in flight. Work under way past a smaller size ends as it
+        will; a larger size is filled at once if work was left waiting."""
+        grew = size > self._size
+        self._size = size
+        self._refill_at = max(1, size // 4)
+        if grew and self._waiting:
+            self._waiting = False
+            self._on_refill()
+
     def to_fill(self) -> int:
         """How many items to claim now: none while work is under way and fewer than a quarter
         of the slots are free, since `on_refill` will ask again when they are."""
-        free = self._size - self._busy
+        free = max(0, self._size - self._busy)
         if self._busy and free < self._refill_at:
             self._waiting = True
             return 0

@@ -46,7 +46,7 @@ def settings(**values: Any) -> Settings:
         ("require_https", False),
         ("callback_allowlist", ()),
         ("tick_interval", 0.5),
-        ("poll_concurrency", 100),
+        ("poll_concurrency", 1000),
         ("delivery_concurrency", 100),
         ("shutdown_grace", 10.0),
         ("simulator", False),

@@ -58,3 +58,27 @@ async def test_nothing_is_asked_for_when_no_work_was_left_waiting() -> None:
     await slots.drain(grace=1)
 
     assert refills == []
+
+
+async def test_slots_grown_while_work_waits_are_filled_at_once_and_shrunk_ones_let_work_end() -> (
+    None
+):
+    refills: list[int] = []
+    slots = Slots(4, on_refill=lambda: refills.append(1))
+    release = asyncio.Event()
+    for _ in range(4):
+        slots.start(_hold(slots, release))
+    slots.more_due(True)
+    assert slots.to_fill() == 0
+
+    slots.resize(12)
+    assert refills == [1]
+    assert slots.to_fill() == 8
+    for _ in range(8):
+        slots.start(_hold(slots, release))
+
+    slots.resize(6)  # twelve under way: none is cut short, none more is claimed
+    assert slots.to_fill() == 0
+    release.set()
+    await asyncio.sleep(0.01)
+    assert slots.to_fill() == 6

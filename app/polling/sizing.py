@@ -3,44 +3,101 @@
 Little's law: the requests in flight equal the rate they are made at times the time each takes.
 To keep every watch on schedule the relay must poll at the rate watches fall due, so it needs
 that rate times the upstream's latency in flight: 2,000 polls a second at 5 ms is 10, at 300 ms
-it is 600. A fixed cap fits one upstream and starves the other, so the cap is resized once a
-second from the last second's throughput and latency, with headroom for bursts:
+it is 600. A fixed cap fits one upstream and starves the other, so the cap is resized every half
+second, between a floor and `RELAY_POLL_CONCURRENCY` (the ceiling, a bound on memory and
+connections; with `RELAY_UPSTREAM_RPS`, also what that budget lets through). It starts at the
+ceiling, since only due work is ever claimed, and then:
 
-- while due watches were left waiting for a slot, the cap doubles (the throughput seen is then
-  the cap's, not the demand's, so Little's law alone would never grow it);
-- otherwise it follows Little's law, shrinking by a quarter at most per second;
-- when the upstream fails (a tenth of the polls or more: 429, 5xx, timeouts, refused
-  connections) or slows down under the relay's own load (latency three times its best of the
-  last minute), the cap halves and holds for a few seconds: more requests would make it worse.
-
-The cap never leaves [`floor`, `ceiling`]; the ceiling is `RELAY_POLL_CONCURRENCY`, a bound on
-memory and connections, and with `RELAY_UPSTREAM_RPS` also what that budget lets through.
+- **shrinks to Little's law**, a quarter at most each time, on the busiest throughput of the
+  last two polling intervals (polls fall due in waves: watches registered together are polled
+  together, and the cap must fit the wave, not the lull after it) and the upstream's own
+  latency, twice over for bursts. The upstream's own latency is the quickest answer of the last
+  minute: an answer's measured time also holds whatever it waited for the relay's event loop.
+- **grows** fourfold when polls run late (a tenth of a window's polls sent half a second or more
+  after they were due) while due watches wait for a slot, but only if the event loop keeps time:
+  when it runs late, the relay itself is the bottleneck, and more polls in flight would only
+  queue for it and hold up deliveries (with a nearby upstream, the cap stays at the floor);
+- **halves** when the upstream fails (a tenth of the polls or more: 429, 5xx, timeouts, refused
+  connections) or slows down under the load (answers three times slower than its best, and
+  slower by a quarter of a second), and holds for a few seconds: more requests would make it
+  worse.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 from collections import deque
 from collections.abc import Callable
 
 #: Seconds between two resizings.
-WINDOW = 1.0
-#: In flight beyond what Little's law asks, for the bursts within a second.
+WINDOW = 0.5
+#: Windows whose busiest throughput Little's law is applied to: two polling intervals of 5 s.
+RECENT_WINDOWS = 20
+#: Windows the upstream's own latency (the quickest answer) is taken over: a minute.
+BASELINE_WINDOWS = 120
+#: In flight beyond what Little's law asks, for the bursts within a window.
 HEADROOM = 2.0
+#: How much the cap grows in one window while due watches wait for a slot.
+GROWTH = 4
+#: Seconds the event loop may run late before more polls in flight would only queue for it.
+LAG_LIMIT = 0.05
+#: Polls sent this many seconds after they were due are late (the work of a tick, claimed in
+#: one go, goes out within about half a second at the default tick)...
+LATE = 0.5
+#: ...and polling is behind when this share of a window's polls are.
+LATE_SHARE = 0.1
 #: A share of failed polls in a window that calls for backing off.
 FAILING_SHARE = 0.1
-#: Latency this many times its best of the last minute is the upstream slowing under load.
+#: Answers this many times slower than the upstream's best, and slower by `SLOW_MARGIN` seconds,
+#: are the upstream slowing under the load.
 SLOW_FACTOR = 3.0
-#: Windows the best latency is taken over.
-BASELINE_WINDOWS = 60
+SLOW_MARGIN = 0.25
 #: Seconds the cap holds after backing off, before it may grow again.
 HOLD = 5.0
 
 
+class LoopLag:
+    """How late the event loop runs what falls due on it: the worst delay of a timer that rings
+    every `every` seconds, since it was last taken. Polls' answers, deliveries and API requests
+    all queue for the loop; when it runs late, the relay itself is what holds them up."""
+
+    def __init__(self, every: float = 0.05) -> None:
+        self._every = every
+        self._worst = 0.0
+        self._timer: asyncio.TimerHandle | None = None
+        self._due = 0.0
+
+    def start(self) -> None:
+        """Start ringing, unless ringing already."""
+        if self._timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        self._due = loop.time() + self._every
+        self._timer = loop.call_at(self._due, self._ring)
+
+    def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def take(self) -> float:
+        worst, self._worst = self._worst, 0.0
+        return worst
+
+    def _ring(self) -> None:
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        self._worst = max(self._worst, now - self._due)
+        self._due = now + self._every
+        self._timer = loop.call_at(self._due, self._ring)
+
+
 class PollSizing:
-    """:param ceiling: the most polls in flight ever.
-    :param floor: the fewest: enough to notice when more are needed.
+    """:param ceiling: the most polls in flight ever (`RELAY_POLL_CONCURRENCY`).
+    :param floor: the fewest: enough for a nearby upstream.
+    :param loop_lag: the worst delay of the event loop since it was last asked (`LoopLag`).
     :param on_resize: called with the new cap whenever it changes.
     """
 
@@ -48,22 +105,32 @@ class PollSizing:
         self,
         *,
         ceiling: int,
-        floor: int = 8,
+        floor: int,
         on_resize: Callable[[int], None],
+        loop_lag: Callable[[], float],
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.ceiling = ceiling
         self.floor = min(floor, ceiling)
-        self.size = min(max(self.floor, 64), ceiling)
+        self.size = ceiling
         self._on_resize = on_resize
+        self._loop_lag = loop_lag
         self._clock = clock
         self._window_start = clock()
         self._done = 0
         self._failed = 0
         self._seconds = 0.0
+        self._quickest = math.inf
+        self._started = self._late = 0
         self._waiting = False
         self._hold_until = 0.0
-        self._latencies: deque[float] = deque(maxlen=BASELINE_WINDOWS)
+        self._throughputs: deque[float] = deque(maxlen=RECENT_WINDOWS)
+        self._quickests: deque[float] = deque(maxlen=BASELINE_WINDOWS)
+
+    def started(self, late: float) -> None:
+        """A poll was sent `late` seconds after it was due."""
+        self._started += 1
+        self._late += late > LATE
 
     def left_waiting(self, waiting: bool) -> None:
         """Whether the last claim left due watches waiting for a slot."""
@@ -74,29 +141,36 @@ class PollSizing:
         self._done += 1
         self._failed += failed
         self._seconds += seconds
+        self._quickest = min(self._quickest, seconds)
         now = self._clock()
         if now - self._window_start >= WINDOW:
             self._resize(now)
 
     def _resize(self, now: float) -> None:
-        elapsed = now - self._window_start
         latency = self._seconds / self._done
-        throughput = self._done / elapsed
-        self._latencies.append(latency)
-        if self._failed >= FAILING_SHARE * self._done or latency > SLOW_FACTOR * min(
-            self._latencies
-        ):
+        self._throughputs.append(self._done / (now - self._window_start))
+        self._quickests.append(self._quickest)
+        own = min(self._quickests)
+        slowing = latency > SLOW_FACTOR * own and latency - own > SLOW_MARGIN
+        lag = self._loop_lag()
+        behind = self._late > LATE_SHARE * self._started
+        queued = lag > LAG_LIMIT
+        needed = math.ceil(max(self._throughputs) * own * HEADROOM)
+        if self._failed >= FAILING_SHARE * self._done or slowing:
             size = self.size // 2
             self._hold_until = now + HOLD
-        elif self._waiting and now >= self._hold_until:
-            size = self.size * 2
+        elif behind and self._waiting and not queued and now >= self._hold_until:
+            size = max(self.size * GROWTH, needed)
+        elif needed < self.size:
+            size = max(needed, math.ceil(self.size * 0.75))
         else:
-            needed = math.ceil(throughput * latency * HEADROOM)
-            size = max(needed, math.ceil(self.size * 0.75)) if needed < self.size else self.size
+            size = self.size
         size = min(max(size, self.floor), self.ceiling)
         self._window_start = now
         self._done = self._failed = 0
         self._seconds = 0.0
+        self._quickest = math.inf
+        self._started = self._late = 0
         self._waiting = False
         if size != self.size:
             self.size = size
