@@ -8,15 +8,18 @@ second, between a floor and `RELAY_POLL_CONCURRENCY` (the ceiling, a bound on me
 connections; with `RELAY_UPSTREAM_RPS`, also what that budget lets through). It starts at the
 ceiling, since only due work is ever claimed, and then:
 
-- **shrinks to Little's law**, a quarter at most each time, on the busiest throughput of the
-  last two polling intervals (polls fall due in waves: watches registered together are polled
-  together, and the cap must fit the wave, not the lull after it) and the upstream's own
-  latency, twice over for bursts. The upstream's own latency is the quickest answer of the last
-  minute: an answer's measured time also holds whatever it waited for the relay's event loop.
+- **shrinks to Little's law**, by half at most each time (by a quarter when it is close), on
+  the busiest throughput of the last two polling intervals (polls fall due in waves: watches
+  registered together are polled together, and the cap must fit the wave, not the lull after
+  it) and the upstream's own latency, twice over for bursts. The upstream's own latency is the
+  quickest answer of the last minute: an answer's measured time also holds whatever it waited
+  for the relay's event loop.
 - **grows** fourfold when polls run late (a tenth of a window's polls sent half a second or more
-  after they were due) while due watches wait for a slot, but only if the event loop keeps time:
-  when it runs late, the relay itself is the bottleneck, and more polls in flight would only
-  queue for it and hold up deliveries (with a nearby upstream, the cap stays at the floor);
+  after they were due) while due watches wait for a slot, but only while the slots are what
+  holds them: Little's law asks for as many as there are (the upstream's own latency keeps them
+  busy), and the event loop keeps time. Otherwise the relay itself is the bottleneck, and more
+  polls in flight would only queue for its loop and hold up deliveries: with a nearby upstream
+  the cap stays at the floor however late polls run.
 - **halves** when the upstream fails (a tenth of the polls or more: 429, 5xx, timeouts, refused
   connections) or slows down under the load (answers three times slower than its best, and
   slower by a quarter of a second), and holds for a few seconds: more requests would make it
@@ -116,7 +119,7 @@ class PollSizing:
         self._on_resize = on_resize
         self._loop_lag = loop_lag
         self._clock = clock
-        self._window_start = clock()
+        self._window_start: float | None = None  # from the first poll, not from the start
         self._done = 0
         self._failed = 0
         self._seconds = 0.0
@@ -129,6 +132,8 @@ class PollSizing:
 
     def started(self, late: float) -> None:
         """A poll was sent `late` seconds after it was due."""
+        if self._window_start is None:
+            self._window_start = self._clock()
         self._started += 1
         self._late += late > LATE
 
@@ -143,12 +148,13 @@ class PollSizing:
         self._seconds += seconds
         self._quickest = min(self._quickest, seconds)
         now = self._clock()
-        if now - self._window_start >= WINDOW:
-            self._resize(now)
+        start = self._window_start
+        if start is not None and now - start >= WINDOW:
+            self._resize(now, now - start)
 
-    def _resize(self, now: float) -> None:
+    def _resize(self, now: float, elapsed: float) -> None:
         latency = self._seconds / self._done
-        self._throughputs.append(self._done / (now - self._window_start))
+        self._throughputs.append(self._done / elapsed)
         self._quickests.append(self._quickest)
         own = min(self._quickests)
         slowing = latency > SLOW_FACTOR * own and latency - own > SLOW_MARGIN
@@ -159,10 +165,10 @@ class PollSizing:
         if self._failed >= FAILING_SHARE * self._done or slowing:
             size = self.size // 2
             self._hold_until = now + HOLD
-        elif behind and self._waiting and not queued and now >= self._hold_until:
-            size = max(self.size * GROWTH, needed)
+        elif behind and self._waiting and not queued and needed >= self.size:
+            size = max(self.size * GROWTH, needed) if now >= self._hold_until else self.size
         elif needed < self.size:
-            size = max(needed, math.ceil(self.size * 0.75))
+            size = max(needed, math.ceil(self.size * (0.5 if needed < self.size // 2 else 0.75)))
         else:
             size = self.size
         size = min(max(size, self.floor), self.ceiling)
