@@ -67,6 +67,7 @@ class Relay:
 POLL = "poll"
 CAPTURE = "capture"
 RENEW_CAPTURES = "renew_captures"
+RENEW_POLLS = "renew_polls"
 DELIVER = "deliver"
 CLEANUP = "cleanup"
 PRUNE = "prune"
@@ -236,6 +237,7 @@ async def _started(
         on_slot_free=lambda: ticker.kick(POLL),
     )
     ticker.every_tick(POLL, poller.run)
+    ticker.every(RENEW_POLLS, settings.poll_lease / 3, poller.renew_leases)
     ticker.every_tick(CAPTURE, capturer.run)
     ticker.every(RENEW_CAPTURES, settings.capture_lease / 3, capturer.renew_leases)
     ticker.every_tick(DELIVER, deliverer.run)
@@ -314,7 +316,8 @@ async def open_store(settings: Settings) -> tuple[Database, KeyBox]:
 
 def _poll_concurrency(settings: Settings) -> int:
     """With a rate budget, hold no more than it lets through in a few seconds: a claimed watch
-    waiting for its turn would outlive its lease, and be polled twice by another replica."""
+    waits for its turn holding its lease, out of the reach of other replicas that may have
+    budget to spare."""
     if not settings.upstream_rps:
         return settings.poll_concurrency
     return min(settings.poll_concurrency, max(1, math.ceil(settings.upstream_rps * 2)))

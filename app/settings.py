@@ -207,8 +207,10 @@ class Settings(BaseSettings):
 
     @property
     def poll_lease(self) -> float:
-        """How long a claimed poll stays ours: long enough for one upstream request."""
-        return self.upstream_timeout + 5.0
+        """How long a claimed poll stays ours unless renewed. It is renewed while the request
+        runs (up to `RELAY_UPSTREAM_TIMEOUT`, and any wait for the rate budget), so it can be
+        short: a process that dies leaves its polls to another within seconds."""
+        return min(self.upstream_timeout, 1.0) + 5.0
 
     @property
     def capture_slots(self) -> int:

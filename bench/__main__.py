@@ -62,6 +62,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="seconds the fake upstream takes to answer each poll, as a distant one would "
         "(default 0)",
     )
+    parser.add_argument(
+        "--restart-kill",
+        action="store_true",
+        help="the restart at the end kills the relay (SIGKILL) instead of stopping it, and "
+        "times how soon every watch still active is polled again",
+    )
     parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
     parser.add_argument(
         "--keep", action="store_true", help="keep the logs, the database and the captured files"
@@ -164,6 +170,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         seed_finished=args.seed_finished,
         prune_day=args.prune_day,
         upstream_latency=args.upstream_latency,
+        restart_kill=args.restart_kill,
     )
 
 

@@ -565,6 +565,37 @@ def restart(report: Report, first_poll: float | None, detail: str, active: int) 
     )
 
 
+def polled_again_after_kill(
+    report: Report, tasks: dict[str, Any], *, killed_at: float, interval: float
+) -> None:
+    """How long after the relay was killed each watch still active then was polled again: the
+    dead process's leases must lapse before the watches it held are polled by the next one."""
+    gaps = []
+    missed = 0
+    for record in tasks.values():
+        polls: list[float] = record["polls"]
+        ended = record["terminal_at"] is not None and record["terminal_at"] <= killed_at
+        if ended or not polls or polls[0] > killed_at:
+            continue
+        after = [at for at in polls if at > killed_at]
+        if after:
+            gaps.append(after[0] - killed_at)
+        else:
+            missed += 1
+    target = "<= 2 intervals"
+    if not gaps and not missed:
+        report.add("restart after SIGKILL: polled again", "no active watch", target, None)
+        return
+    worst = max(gaps, default=math.inf)
+    value = (
+        f"every one of {len(gaps):,} active watches within {worst:.1f} s "
+        f"({worst / interval:.2f} intervals); p50 {percentile(gaps, 50):.1f} s"
+    )
+    if missed:
+        value = f"{missed:,} active watches not polled again; " + value
+    report.add("restart after SIGKILL: polled again", value, target, worst <= 2 * interval)
+
+
 def exactly_once(
     report: Report,
     tasks: dict[str, Any],

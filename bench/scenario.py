@@ -73,6 +73,8 @@ class Config:
     prune_day: int | None = None
     #: Seconds the fake upstream takes to answer each task query (`--upstream-latency`).
     upstream_latency: float = 0.0
+    #: The restart at the end kills the relay (SIGKILL) instead of stopping it.
+    restart_kill: bool = False
 
     @property
     def result_bytes(self) -> int:
@@ -265,7 +267,7 @@ class Run:
         )
         size = config.result_bytes
         checked = await _check_links(rx_stats["links"], size) if size else []
-        restart = await self._restart(relay, upstream)
+        restart, killed_at = await self._restart(relay, upstream)
         up_final, rx_final = await asyncio.gather(
             _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
         )
@@ -310,6 +312,10 @@ class Run:
         )
         figures.memory(report, peak_rss, end_rss, active, children=peak_children_rss)
         figures.restart(report, *restart, active)
+        if killed_at is not None:
+            figures.polled_again_after_kill(
+                report, up_final["tasks"], killed_at=killed_at, interval=config.poll_interval
+            )
         figures.exactly_once(
             report,
             up_final["tasks"],
@@ -406,12 +412,22 @@ class Run:
                 return up, rx
             await asyncio.sleep(1.0)
 
-    async def _restart(self, relay: Server, upstream: Server) -> tuple[float | None, str]:
-        """SIGTERM the relay, start it again on the same database, time its first poll.
+    async def _restart(
+        self, relay: Server, upstream: Server
+    ) -> tuple[tuple[float | None, str], float | None]:
+        """SIGTERM the relay (SIGKILL with `--restart-kill`), start it again on the same
+        database, time its first poll.
 
-        Returns the seconds from the start to the first poll (None if none came), and details.
+        Returns the seconds from the start to the first poll (None if none came) with details,
+        and when the relay was killed (None if it was stopped).
         """
-        stopping = await relay.stop()
+        killed_at = None
+        if self.config.restart_kill:
+            killed_at = time.time()
+            relay.kill()
+            stopping = time.time() - killed_at
+        else:
+            stopping = await relay.stop()
         again = self.start_relay(upstream, port=relay.port)
         ready = await again.wait_ready()
         first_poll = None
@@ -421,12 +437,15 @@ class Run:
             first_poll = since["first_poll"]
             if first_poll is None:
                 await asyncio.sleep(0.05)
-        await asyncio.sleep(3.0)  # let it work a little: a restart must not send duplicates
+        # Let it work a little (a restart must not send duplicates); after a kill, for three
+        # intervals, to see every active watch polled again.
+        await asyncio.sleep(3 * self.config.poll_interval if killed_at else 3.0)
         await again.stop()
         if first_poll is None:
-            return None, f"within {RESTART_TIMEOUT:.0f} s"
-        detail = f"(stop took {stopping:.1f} s, ready after {ready:.1f} s)"
-        return first_poll - again.started_at, detail
+            return (None, f"within {RESTART_TIMEOUT:.0f} s"), killed_at
+        how = "killed" if killed_at else f"stop took {stopping:.1f} s"
+        detail = f"({how}, ready after {ready:.1f} s)"
+        return (first_poll - again.started_at, detail), killed_at
 
 
 async def _get_json(url: str) -> dict[str, Any]:

@@ -272,11 +272,11 @@ def test_an_encryption_key_never_shows_in_the_settings_repr() -> None:
     assert key not in repr(settings(encryption_key=key))
 
 
-def test_leases_outlast_one_request() -> None:
-    loaded = settings(upstream_timeout=2, delivery_timeout=3)
+def test_a_delivery_lease_outlasts_one_request_and_a_poll_lease_is_short_and_renewed() -> None:
+    loaded = settings(upstream_timeout=10, delivery_timeout=3)
 
-    assert loaded.poll_lease > loaded.upstream_timeout
     assert loaded.delivery_lease > loaded.delivery_timeout
+    assert loaded.poll_lease == 6  # renewed while the request runs: a dead process's polls wait
 
 
 def test_a_capture_lease_stays_short_however_long_a_download_may_take() -> None:

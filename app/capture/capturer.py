@@ -17,6 +17,7 @@ from app.delivery.bodies import CapturedVideo
 from app.delivery.webhooks import CaptureError, CaptureReport
 from app.encryption import KeyBox, UndecryptableError, watch_key
 from app.metrics import Metrics
+from app.renewal import LeaseRenewal
 from app.slots import Slots
 from app.store import captures
 from app.store.batching import Batcher
@@ -78,7 +79,9 @@ class Capturer:
         self._on_events = on_events
         self._on_due_in = on_due_in
         self._slots = Slots(concurrency, on_refill=on_slot_free)
-        self._held: set[str] = set()
+        self._leases = LeaseRenewal(
+            lambda ids: captures.renew_leases(db, owner=owner, ids=ids, lease=lease)
+        )
         self._recorder: Batcher[CaptureOutcome, bool] = Batcher(
             lambda outcomes: captures.record_captures(db, owner=owner, outcomes=outcomes)
         )
@@ -96,23 +99,16 @@ class Capturer:
                 return
 
     async def renew_leases(self) -> None:
-        """Keep the captures whose downloads are running ours, however long they take: the
-        lease itself stays short, so that a process that dies mid-capture holds it briefly."""
-        if self._held:
-            await captures.renew_leases(
-                self._db, owner=self._owner, ids=sorted(self._held), lease=self._lease
-            )
+        """Keep the captures whose downloads are running ours, however long they take."""
+        await self._leases.renew()
 
     async def drain(self, grace: float) -> None:
         """Let captures in flight finish (graceful shutdown); the rest are released."""
         await self._slots.drain(grace)
 
     async def _capture_and_record(self, capture: DueCapture) -> None:
-        self._held.add(capture.id)
-        try:
+        with self._leases.holding(capture.id):
             await self._capture_and_record_held(capture)
-        finally:
-            self._held.discard(capture.id)
 
     async def _capture_and_record_held(self, capture: DueCapture) -> None:
         try:

@@ -13,6 +13,7 @@ from app.encryption import KeyBox, UndecryptableError, watch_key
 from app.metrics import Metrics, detection_lag
 from app.polling.policy import PollPolicy
 from app.polling.sizing import LoopLag, PollSizing
+from app.renewal import LeaseRenewal
 from app.slots import Slots
 from app.store import polls
 from app.store.batching import Batcher
@@ -86,6 +87,9 @@ class Poller:
             loop_lag=self._loop_lag.take,
         )
         self._slots = Slots(self._sizing.size, on_refill=on_slot_free)
+        self._leases = LeaseRenewal(
+            lambda ids: polls.renew_leases(db, owner=owner, ids=ids, lease=lease)
+        )
         metrics.poll_slots.set(self._sizing.size)
         self._recorder: Batcher[PollResult, None] = Batcher(self._record)
 
@@ -109,6 +113,10 @@ class Poller:
             if len(due) < limit or limit < count:
                 return
 
+    async def renew_leases(self) -> None:
+        """Keep the watches whose polls are under way ours, however long the upstream takes."""
+        await self._leases.renew()
+
     async def drain(self, grace: float) -> None:
         """Let polls in flight finish and be recorded (graceful shutdown)."""
         self._loop_lag.stop()
@@ -119,6 +127,10 @@ class Poller:
         self._metrics.poll_slots.set(size)
 
     async def _poll_and_record(self, watch: DueWatch) -> None:
+        with self._leases.holding(watch.id):
+            await self._poll_and_record_held(watch)
+
+    async def _poll_and_record_held(self, watch: DueWatch) -> None:
         """The slot is given back when the request is done; the watch stays leased until its
         result is recorded."""
         try:

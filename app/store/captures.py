@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, bindparam, insert, select, update
@@ -45,15 +45,7 @@ _TASKS = select(watches.c.id, watches.c.task_id, watches.c.upstream_api_key_encr
     watches.c.id.in_(bindparam("ids", expanding=True))
 )
 #: Extend the leases of the captures `ids` that are still ours and pending.
-_RENEW = (
-    update(captures)
-    .where(
-        captures.c.id.in_(bindparam("ids", expanding=True)),
-        captures.c.lease_owner == bindparam("owner"),
-        captures.c.state == CaptureState.PENDING,
-    )
-    .values(lease_expires_at=bindparam("lease_until"))
-)
+_RENEW = leases.renewal(captures, CaptureState.PENDING)
 #: Record a try that failed and is due again, while the capture is still ours and pending.
 _RECORD_RETRY = Prepared(
     update(captures)
@@ -203,8 +195,7 @@ def claim_due_captures(
 def renew_leases(conn: Connection, *, owner: str, ids: Sequence[str], lease: float) -> None:
     """Keep the captures `ids`, whose downloads are still running, ours for `lease` more
     seconds; one that was cancelled or taken over meanwhile is left as it is."""
-    until = datetime.now(UTC) + timedelta(seconds=lease)
-    conn.execute(_RENEW, {"ids": list(ids), "owner": owner, "lease_until": until})
+    conn.execute(_RENEW, leases.renewal_params(owner=owner, ids=ids, lease=lease))
 
 
 @transaction

@@ -11,11 +11,11 @@ so a cancellation or another replica's reclaim is never overwritten.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Table, bindparam, or_, select, update
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 
 from app.store.database import transaction
 from app.store.tables import captures, events, watches
@@ -69,6 +69,29 @@ def claim_params(*, owner: str, lease: float, limit: int, now: datetime) -> dict
         "owner": owner,
         "lease_until": now + timedelta(seconds=lease),
         "limit": limit,
+    }
+
+
+def renewal(table: Table, state: str) -> Update:
+    """Extend the leases of the rows `ids` that `owner` still holds in `state` to `lease_until`
+    (bound when it runs, `renewal_params`): work that may outlast a short lease keeps it while it
+    runs, and a row cancelled or taken over meanwhile is left as it is."""
+    return (
+        update(table)
+        .where(
+            table.c.id.in_(bindparam("ids", expanding=True)),
+            table.c.lease_owner == bindparam("owner"),
+            table.c.state == state,
+        )
+        .values(lease_expires_at=bindparam("lease_until"))
+    )
+
+
+def renewal_params(*, owner: str, ids: Sequence[str], lease: float) -> dict[str, Any]:
+    return {
+        "ids": list(ids),
+        "owner": owner,
+        "lease_until": datetime.now(UTC) + timedelta(seconds=lease),
     }
 
 

@@ -23,6 +23,8 @@ from app.store.tables import events, task_changes, watches
 from app.store.types import UTCDateTime
 from app.work import DueWatch, PollResult
 
+#: Extend the leases of the watches `ids` whose polls are still under way.
+_RENEW = leases.renewal(watches, WatchState.ACTIVE)
 #: What a claimed watch brings along: the fields of `DueWatch`, in order.
 _DUE_WATCH_COLUMNS = (
     watches.c.id,
@@ -155,6 +157,13 @@ def claim_due_watches(
         statement, leases.claim_params(owner=owner, lease=lease, limit=limit, now=now)
     )
     return [DueWatch(*row) for row in claimed]
+
+
+@transaction
+def renew_leases(conn: Connection, *, owner: str, ids: Sequence[str], lease: float) -> None:
+    """Keep the watches `ids`, whose polls are still waiting for the upstream (or for their turn
+    in its rate budget) or for their write-back, ours for `lease` more seconds."""
+    conn.execute(_RENEW, leases.renewal_params(owner=owner, ids=ids, lease=lease))
 
 
 @transaction

@@ -372,3 +372,24 @@ async def test_a_renewed_capture_stays_its_owners_past_its_first_lease_and_a_lap
     after = await rows(db, captures_table, ids)
     assert after[downloading]["lease_owner"] == "own_a"
     assert after[taken_over.id]["lease_owner"] == "own_b"
+
+
+async def test_a_renewed_poll_stays_its_owners_past_its_first_lease_and_a_lapsed_one_moves_on(
+    db: Database, client_id: str
+) -> None:
+    """An upstream request (or a wait for the rate budget) can outlast a poll's short lease."""
+    ids = await register(db, client_id, 3)
+    first = await claim_watches(db, "own_a", lease=SHORT_LEASE)
+    assert {watch.id for watch in first} == set(ids)
+
+    await asyncio.sleep(LAPSE)
+    [taken_over] = await claim_watches(db, "own_b", limit=1)
+    polling, abandoned = (watch_id for watch_id in ids if watch_id != taken_over.id)
+    await polls.renew_leases(db, owner="own_a", ids=[polling, taken_over.id], lease=LONG_LEASE)
+    await asyncio.sleep(LAPSE)
+    left = await claim_watches(db, "own_c")
+
+    assert [watch.id for watch in left] == [abandoned]
+    after = await rows(db, watches, ids)
+    assert after[polling]["lease_owner"] == "own_a"
+    assert after[taken_over.id]["lease_owner"] == "own_b"
