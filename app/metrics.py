@@ -101,6 +101,13 @@ class Metrics:
             "upstream's latency (Little's law), up to RELAY_POLL_CONCURRENCY.",
             registry=self.registry,
         )
+        self.poll_schedule_share = Gauge(
+            "relay_poll_schedule_share",
+            "Share of the polls falling due that this replica keeps up with (1 when on "
+            "schedule), from how fast the delay of its polls grows; below 1, it is over capacity.",
+            registry=self.registry,
+        )
+        self.poll_schedule_share.set(1.0)
         self.expiries = Counter(
             "relay_watches_expired",
             "Watches ended with watch.expired, by reason.",

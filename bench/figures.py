@@ -507,6 +507,39 @@ def cpu(report: Report, samples: Sequence[CpuSample], *, start: float, cores: in
         report.notes.append(f"machine busy, % of its {cores} cores, per 5 s of the run: {machine}")
 
 
+def cost_per_poll(
+    report: Report,
+    samples: Sequence[CpuSample],
+    tasks: dict[str, Any],
+    *,
+    since: float,
+    until: float,
+) -> None:
+    """The relay's CPU (all its processes and threads) per poll the upstream saw, between the
+    end of the registrations and the end of the run: all-in, with the deliveries and write-backs
+    the polls bring about. A database server's CPU, for a server database, is not counted."""
+    within = [s for s in samples if s.relay is not None and since <= s.at <= until]
+    if len(within) < 2:
+        report.add("cost per poll: relay CPU", "not measured", "<= 0.20 ms on SQLite", None)
+        return
+    first, last = within[0], within[-1]
+    assert first.relay is not None and last.relay is not None
+    used = last.relay - first.relay
+    polls = sum(
+        1 for record in tasks.values() for at in record["polls"] if first.at <= at <= last.at
+    )
+    if not polls:
+        report.add("cost per poll: relay CPU", "no polls", "<= 0.20 ms on SQLite", None)
+        return
+    per_poll = 1000 * used / polls
+    report.add(
+        "cost per poll: relay CPU",
+        f"{per_poll:.3f} ms ({used:.1f} s of CPU, {polls:,} polls in {last.at - first.at:.0f} s)",
+        "<= 0.20 ms on SQLite",
+        per_poll <= 0.20,
+    )
+
+
 def _per_window(start: float, points: Sequence[tuple[float, float, float]]) -> str:
     """The share `used` took of `out_of` in each 5 s of the run, in whole percent; each point is
     (when, used so far, out of so far)."""

@@ -323,6 +323,7 @@ class Run:
             end=end,
             downloads=up_final["downloads"] if size else None,
         )
+        figures.cost_per_poll(report, cpu_samples, ups_tasks, since=registered_by, until=end)
         figures.cpu(report, cpu_samples, start=start, cores=os.cpu_count() or 1)
         signatures = rx_final["signatures"]
         report.notes.append(

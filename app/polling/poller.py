@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from app.delivery import webhooks
 from app.encryption import KeyBox, UndecryptableError, watch_key
 from app.metrics import Metrics, detection_lag
+from app.polling.capacity import CapacityWatch
 from app.polling.policy import PollPolicy
 from app.polling.sizing import LoopLag, PollSizing
 from app.renewal import LeaseRenewal
@@ -79,6 +80,7 @@ class Poller:
         self._metrics = metrics
         self._capture_timeout = capture_timeout
         self._on_events = on_events
+        self._capacity = CapacityWatch(on_share=metrics.poll_schedule_share.set)
         self._loop_lag = LoopLag()
         self._sizing = PollSizing(
             ceiling=concurrency,
@@ -189,6 +191,7 @@ class Poller:
         late = max(0.0, (datetime.now(UTC) - watch.due_at).total_seconds())
         self._metrics.poll_lateness.observe(late)
         self._sizing.started(late)
+        self._capacity.sent(late)
         started = time.perf_counter()
         failed = True
         try:
