@@ -599,10 +599,17 @@ def restart(report: Report, first_poll: float | None, detail: str, active: int) 
 
 
 def polled_again_after_kill(
-    report: Report, tasks: dict[str, Any], *, killed_at: float, interval: float
+    report: Report,
+    tasks: dict[str, Any],
+    *,
+    killed_at: float,
+    restarted_at: float,
+    interval: float,
 ) -> None:
-    """How long after the relay was killed each watch still active then was polled again: the
-    dead process's leases must lapse before the watches it held are polled by the next one."""
+    """How long after the relay was killed each watch still active then was polled by the
+    relay started again: the dead process's leases must lapse before the watches it held are
+    polled again. (Polls that reach the upstream between the kill and the restart were sent by
+    the dead process.)"""
     gaps = []
     missed = 0
     for record in tasks.values():
@@ -610,7 +617,7 @@ def polled_again_after_kill(
         ended = record["terminal_at"] is not None and record["terminal_at"] <= killed_at
         if ended or not polls or polls[0] > killed_at:
             continue
-        after = [at for at in polls if at > killed_at]
+        after = [at for at in polls if at > restarted_at]
         if after:
             gaps.append(after[0] - killed_at)
         else:

@@ -267,7 +267,7 @@ class Run:
         )
         size = config.result_bytes
         checked = await _check_links(rx_stats["links"], size) if size else []
-        restart, killed_at = await self._restart(relay, upstream)
+        restart, killed = await self._restart(relay, upstream)
         up_final, rx_final = await asyncio.gather(
             _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
         )
@@ -312,9 +312,13 @@ class Run:
         )
         figures.memory(report, peak_rss, end_rss, active, children=peak_children_rss)
         figures.restart(report, *restart, active)
-        if killed_at is not None:
+        if killed is not None:
             figures.polled_again_after_kill(
-                report, up_final["tasks"], killed_at=killed_at, interval=config.poll_interval
+                report,
+                up_final["tasks"],
+                killed_at=killed[0],
+                restarted_at=killed[1],
+                interval=config.poll_interval,
             )
         figures.exactly_once(
             report,
@@ -415,15 +419,16 @@ class Run:
 
     async def _restart(
         self, relay: Server, upstream: Server
-    ) -> tuple[tuple[float | None, str], float | None]:
+    ) -> tuple[tuple[float | None, str], tuple[float, float] | None]:
         """SIGTERM the relay (SIGKILL with `--restart-kill`), start it again on the same
         database, time its first poll.
 
         Returns the seconds from the start to the first poll (None if none came) with details,
-        and when the relay was killed (None if it was stopped).
+        and when the relay was killed and started again (None if it was stopped).
         """
         killed_at = None
         if self.config.restart_kill:
+            await _while_polling(upstream, within=2 * self.config.poll_interval)
             killed_at = time.time()
             relay.kill()
             stopping = time.time() - killed_at
@@ -442,11 +447,23 @@ class Run:
         # intervals, to see every active watch polled again.
         await asyncio.sleep(3 * self.config.poll_interval if killed_at else 3.0)
         await again.stop()
+        killed = (killed_at, again.started_at) if killed_at is not None else None
         if first_poll is None:
-            return (None, f"within {RESTART_TIMEOUT:.0f} s"), killed_at
+            return (None, f"within {RESTART_TIMEOUT:.0f} s"), killed
         how = "killed" if killed_at else f"stop took {stopping:.1f} s"
         detail = f"({how}, ready after {ready:.1f} s)"
-        return (first_poll - again.started_at, detail), killed_at
+        return (first_poll - again.started_at, detail), killed
+
+
+async def _while_polling(upstream: Server, *, within: float) -> None:
+    """Return once the upstream has just seen polls: watches registered together are polled in
+    waves, and a kill between two waves would find no poll in flight."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        since = await _get_json(f"{upstream.url}/_stats/since?t={time.time() - 0.05}")
+        if since["polls"] >= 10:
+            return
+        await asyncio.sleep(0.01)
 
 
 async def _get_json(url: str) -> dict[str, Any]:
