@@ -68,6 +68,12 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="the restart at the end kills the relay (SIGKILL) instead of stopping it, and "
         "times how soon every watch still active is polled again",
     )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="a PostgreSQL server (postgresql://user@host:port/database) on which a database is "
+        "made for the run and dropped after; its server's CPU is counted apart. Default: SQLite",
+    )
     parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
     parser.add_argument(
         "--keep", action="store_true", help="keep the logs, the database and the captured files"
@@ -125,30 +131,9 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "before the relay starts, finished over the last 29 days: to stay",
     )
     args = parser.parse_args(argv)
-    for size in (args.capture_mb, args.capture_one_mb):
-        if size is not None and size <= 0:
-            parser.error("--capture-mb and --capture-one-mb want a size above 0")
-    shares = (args.batch_share, args.never_share)
-    if min(shares) < 0 or sum(shares) > 1:
-        parser.error("--batch-share and --never-share must be shares of at most 1 together")
-    relay_env = {}
-    for item in args.relay_env:
-        name, sep, value = item.partition("=")
-        if not sep or not name:
-            parser.error(f"--relay-env wants NAME=VALUE, not {item!r}")
-        relay_env[name] = value
-    if args.upstream_latency < 0:
-        parser.error("--upstream-latency wants seconds, 0 or more")
-    if args.soak is not None and args.soak <= 0:
-        parser.error("--soak wants minutes above 0")
-    if args.task_seconds <= 0 or args.sample_every <= 0:
-        parser.error("--task-seconds and --sample-every want seconds above 0")
-    if args.seed_finished < 0 or (args.prune_day is not None and args.prune_day <= 0):
-        parser.error("--seed-finished wants 0 or more watches, --prune-day more than 0")
-    watches = args.watches or (500 if args.quick else 5_000 if args.soak else 10_000)
-    duration = args.duration or (15.0 if args.quick else 60.0)
-    capturing = bool(args.capture_mb or args.capture_one_mb)
-    settle = args.settle if args.settle is not None else (120.0 if capturing else 15.0)
+    _check(parser, args)
+    relay_env = _relay_env(parser, args.relay_env)
+    watches, duration, settle = _run_length(args)
     return Config(
         watches=watches,
         duration=duration,
@@ -171,7 +156,57 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         prune_day=args.prune_day,
         upstream_latency=args.upstream_latency,
         restart_kill=args.restart_kill,
+        database=args.database,
     )
+
+
+def _run_length(args: argparse.Namespace) -> tuple[int, float, float]:
+    """Watches, seconds of load and seconds of settling, by default as the mode wants them."""
+    watches = args.watches or (500 if args.quick else 5_000 if args.soak else 10_000)
+    duration = args.duration or (15.0 if args.quick else 60.0)
+    capturing = bool(args.capture_mb or args.capture_one_mb)
+    settle = args.settle if args.settle is not None else (120.0 if capturing else 15.0)
+    return watches, duration, settle
+
+
+def _relay_env(parser: argparse.ArgumentParser, items: Sequence[str]) -> dict[str, str]:
+    relay_env = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            parser.error(f"--relay-env wants NAME=VALUE, not {item!r}")
+        relay_env[name] = value
+    return relay_env
+
+
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Refuse what does not make sense (the parser exits with its message)."""
+    for size in (args.capture_mb, args.capture_one_mb):
+        if size is not None and size <= 0:
+            parser.error("--capture-mb and --capture-one-mb want a size above 0")
+    shares = (args.batch_share, args.never_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        parser.error("--batch-share and --never-share must be shares of at most 1 together")
+    if args.upstream_latency < 0:
+        parser.error("--upstream-latency wants seconds, 0 or more")
+    if args.soak is not None and args.soak <= 0:
+        parser.error("--soak wants minutes above 0")
+    if args.task_seconds <= 0 or args.sample_every <= 0:
+        parser.error("--task-seconds and --sample-every want seconds above 0")
+    if args.seed_finished < 0 or (args.prune_day is not None and args.prune_day <= 0):
+        parser.error("--seed-finished wants 0 or more watches, --prune-day more than 0")
+    if args.database is not None:
+        _check_database(parser, args)
+
+
+def _check_database(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if not args.database.startswith("postgresql"):
+        parser.error("--database wants a postgresql:// URL (SQLite is the default)")
+    if args.soak or args.prune_day or args.seed_finished or args.capture_one_mb:
+        parser.error(
+            "--database is for the load run, not --soak, --prune-day, --seed-finished or "
+            "--capture-one-mb"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -15,22 +15,27 @@ import hashlib
 import importlib.util
 import os
 import random
+import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy.engine import make_url
 
-from bench import figures, load, prune, results, seed, soak, tasks
-from bench.servers import HOST, Server, fast_server_flags, free_port, machine_cpu
+from bench import console_queries, figures, load, prune, results, seed, soak, tasks
+from bench.servers import HOST, Server, fast_server_flags, free_port, machine_cpu, postgres_cpu
 
 UPSTREAM_KEY = "sk-bench"
 RELAY_API_KEY = "rk_bench"
 SIGNING_SECRET = "whsec_YmVuY2gtc2lnbmluZy1zZWNyZXQtMzItYnl0ZXMhIQ=="
+#: The key a relay on PostgreSQL encrypts secrets with (a SQLite relay makes its own).
+ENCRYPTION_KEY = "u8XnC3b7mGq0y5v1Fh2Jk4Lp6Rs9Tw0Zx3Ad5Ce7Gi8="
 QUIET = ["--log-level", "warning", "--no-access-log", "--lifespan", "off"]
 #: How long the restart figure waits for the first poll before giving up.
 RESTART_TIMEOUT = 30.0
@@ -75,6 +80,8 @@ class Config:
     upstream_latency: float = 0.0
     #: The restart at the end kills the relay (SIGKILL) instead of stopping it.
     restart_kill: bool = False
+    #: A PostgreSQL server on which a database is made for the run (`--database`); else SQLite.
+    database: str | None = None
 
     @property
     def result_bytes(self) -> int:
@@ -148,6 +155,7 @@ class Run:
             "RELAY_ALLOW_PRIVATE_CALLBACKS": "true",
             "RELAY_POLL_INTERVAL": str(self.config.poll_interval),
             "RELAY_DATABASE_URL": self.database_url,
+            **({"RELAY_ENCRYPTION_KEY": ENCRYPTION_KEY} if self.config.database else {}),
             **capture,
             **self.config.relay_env,
         }
@@ -240,7 +248,9 @@ class Run:
         print(
             f"\n== Load: {len(task_ids):,} watches, {config.duration:.0f} s (relay pid {relay.pid})"
         )
-        sampler = asyncio.create_task(_sample(relay, upstream, until=start + config.duration))
+        sampler = asyncio.create_task(
+            _sample(relay, upstream, until=start + config.duration, database=bool(config.database))
+        )
         records = await load.register_all(
             relay.url,
             api_key=RELAY_API_KEY,
@@ -541,7 +551,7 @@ def _capture_windows(
 
 
 async def _sample(
-    relay: Server, upstream: Server, *, until: float
+    relay: Server, upstream: Server, *, until: float, database: bool
 ) -> tuple[float | None, float | None, float | None, list[figures.CpuSample]]:
     """Relay memory and CPU, and the machine's CPU, every second, and a progress line every ten;
     returns the peak RSS (of the relay's processes, then of its capture process alone), the last,
@@ -549,11 +559,14 @@ async def _sample(
     peak: float | None = None
     peak_children: float | None = None
     last: float | None = None
-    samples = [figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu())]
+    server_cpu = postgres_cpu if database else (lambda: None)
+    samples = [figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu(), server_cpu())]
     tick = 0
     while time.time() < until:
         await asyncio.sleep(min(1.0, max(0.0, until - time.time())))
-        samples.append(figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu()))
+        samples.append(
+            figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu(), server_cpu())
+        )
         last = relay.rss_mb()
         if last is not None:
             peak = max(peak or 0.0, last)
@@ -597,7 +610,10 @@ async def run(config: Config) -> None:
     workdir = Path(tempfile.mkdtemp(prefix="relay-bench-"))
     bench = Run(config, workdir)
     try:
-        await bench.execute()
+        async with _database(config) as url:
+            if url is not None:
+                bench.database_url = url
+            await bench.execute()
     finally:
         for server in bench.servers:
             server.kill()
@@ -605,3 +621,21 @@ async def run(config: Config) -> None:
             print(f"\nlogs and database kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def _database(config: Config) -> AsyncIterator[str | None]:
+    """With `--database`, a new database on that PostgreSQL server, dropped after the run."""
+    if config.database is None:
+        yield None
+        return
+    name = f"relay_bench_{secrets.token_hex(4)}"
+    async with console_queries.postgres(config.database) as server:
+        await server.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield make_url(config.database).set(database=name).render_as_string(hide_password=False)
+        finally:
+            if config.keep:
+                print(f"  kept the database {name}")
+            else:
+                await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')

@@ -43,6 +43,32 @@ def machine_cpu() -> tuple[float, float] | None:
     return (sum(ticks) - idle) / hertz, sum(ticks) / hertz
 
 
+def postgres_cpu() -> float | None:
+    """CPU time the PostgreSQL server on this machine has used so far (every `postgres` process,
+    and the ended ones its postmaster has reaped), in seconds; None when none runs."""
+    total, found = 0, False
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        name, fields = text[text.index("(") + 1 : text.rindex(")")], text.rsplit(")", 1)[1].split()
+        if name != "postgres":
+            continue
+        found = True
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+        if fields[1] == "1" or _parent_is_not_postgres(int(fields[1])):
+            total += int(fields[13]) + int(fields[14])  # the postmaster's reaped children
+    return total / os.sysconf("SC_CLK_TCK") if found else None
+
+
+def _parent_is_not_postgres(pid: int) -> bool:
+    try:
+        return "(postgres)" not in Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((HOST, 0))
