@@ -74,6 +74,14 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         help="a PostgreSQL server (postgresql://user@host:port/database) on which a database is "
         "made for the run and dropped after; its server's CPU is counted apart. Default: SQLite",
     )
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        metavar="N",
+        help="N relay processes sharing the --database, registrations shared out among them; "
+        "their memory and CPU are added up (default 1)",
+    )
     parser.add_argument("--seed", type=int, default=5, help="seed of the task mix")
     parser.add_argument(
         "--keep", action="store_true", help="keep the logs, the database and the captured files"
@@ -157,6 +165,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         upstream_latency=args.upstream_latency,
         restart_kill=args.restart_kill,
         database=args.database,
+        replicas=args.replicas,
     )
 
 
@@ -197,6 +206,11 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--seed-finished wants 0 or more watches, --prune-day more than 0")
     if args.database is not None:
         _check_database(parser, args)
+    if args.replicas < 1 or (args.replicas > 1 and (args.database is None or args.capture_mb)):
+        parser.error(
+            "--replicas wants 1 or more, and more than 1 only with --database (SQLite is one "
+            "relay per file) and without capture"
+        )
 
 
 def _check_database(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

@@ -95,7 +95,7 @@ class Registration:
 
 
 async def register_all(
-    relay_url: str,
+    relay_urls: Sequence[str],
     *,
     api_key: str,
     task_ids: Sequence[str],
@@ -104,12 +104,12 @@ async def register_all(
     deadline: float,
 ) -> list[Registration]:
     """`POST /v1/watches` for every task, `concurrency` clients at a time, until `deadline`
-    (a `time.time()`); returns one record per request sent. `callback_url` gives each task's."""
-    url = f"{relay_url}/v1/watches"
+    (a `time.time()`); returns one record per request sent. `callback_url` gives each task's.
+    With several relays (replicas), the clients are shared out among them."""
     pending = iter(task_ids)
     records: list[Registration] = []
 
-    async def client(session: aiohttp.ClientSession) -> None:
+    async def client(session: aiohttp.ClientSession, url: str) -> None:
         for task_id in pending:
             if time.time() >= deadline:
                 return
@@ -129,5 +129,6 @@ async def register_all(
         timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
         headers={"Authorization": f"Bearer {api_key}"},
     ) as session:
-        await asyncio.gather(*(client(session) for _ in range(concurrency)))
+        urls = [f"{relay_urls[n % len(relay_urls)]}/v1/watches" for n in range(concurrency)]
+        await asyncio.gather(*(client(session, url) for url in urls))
     return records

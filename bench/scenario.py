@@ -29,7 +29,15 @@ import httpx
 from sqlalchemy.engine import make_url
 
 from bench import console_queries, figures, load, prune, results, seed, soak, tasks
-from bench.servers import HOST, Server, fast_server_flags, free_port, machine_cpu, postgres_cpu
+from bench.servers import (
+    HOST,
+    Replicas,
+    Server,
+    fast_server_flags,
+    free_port,
+    machine_cpu,
+    postgres_cpu,
+)
 
 UPSTREAM_KEY = "sk-bench"
 RELAY_API_KEY = "rk_bench"
@@ -82,6 +90,8 @@ class Config:
     restart_kill: bool = False
     #: A PostgreSQL server on which a database is made for the run (`--database`); else SQLite.
     database: str | None = None
+    #: Relay processes sharing that database (`--replicas`).
+    replicas: int = 1
 
     @property
     def result_bytes(self) -> int:
@@ -240,19 +250,23 @@ class Run:
             note = f"   [issue's reference machine: {ref}]" if ref else ""
             print(f"  {name:<42} {rate:>8,.0f} requests/s{note}")
 
-        relay = self.start_relay(upstream)
-        await relay.wait_ready()
+        relays = [self.start_relay(upstream) for _ in range(config.replicas)]
+        await asyncio.gather(*(relay.wait_ready() for relay in relays))
         start = time.time()
         task_ids = plan(config, start)
         release = batch_release(config, start)
-        print(
-            f"\n== Load: {len(task_ids):,} watches, {config.duration:.0f} s (relay pid {relay.pid})"
-        )
+        pids = ", ".join(str(relay.pid) for relay in relays)
+        print(f"\n== Load: {len(task_ids):,} watches, {config.duration:.0f} s (relay pid {pids})")
         sampler = asyncio.create_task(
-            _sample(relay, upstream, until=start + config.duration, database=bool(config.database))
+            _sample(
+                Replicas(relays),
+                upstream,
+                until=start + config.duration,
+                database=bool(config.database),
+            )
         )
         records = await load.register_all(
-            relay.url,
+            [relay.url for relay in relays],
             api_key=RELAY_API_KEY,
             task_ids=task_ids,
             callback_url=lambda task_id: (
@@ -277,7 +291,7 @@ class Run:
         )
         size = config.result_bytes
         checked = await _check_links(rx_stats["links"], size) if size else []
-        restart, killed = await self._restart(relay, upstream)
+        restart, killed = await self._restart(relays, upstream)
         up_final, rx_final = await asyncio.gather(
             _get_json(upstream.url + "/_stats"), _get_json(receiver.url + "/_stats")
         )
@@ -347,7 +361,7 @@ class Run:
         report.notes.append(
             f"busiest second at the upstream: {up_stats['busiest_second']:,} requests"
         )
-        print("\n== Figures (one relay process, SQLite): measured, target, verdict")
+        print(f"\n== Figures ({_deployment(config)}): measured, target, verdict")
         report.print()
 
     async def execute_capture_one(self) -> None:
@@ -369,7 +383,7 @@ class Run:
         await asyncio.sleep(1.0)  # the baseline, with the relay idle
         task_id = tasks.task_id(0, tasks.Course(tasks.SUCCEEDED, seconds=0.0))
         records = await load.register_all(
-            relay.url,
+            [relay.url],
             api_key=RELAY_API_KEY,
             task_ids=[task_id],
             callback_url=lambda _task_id: f"{receiver.url}/hooks",
@@ -405,7 +419,7 @@ class Run:
         figures.captured_files(report, rx["captures"], size=size, checked=checked)
         if len(downloads) > 1:
             report.notes.append(f"the result was downloaded {len(downloads)} times")
-        print("\n== Figures (one relay process, SQLite): measured, target, verdict")
+        print(f"\n== Figures ({_deployment(config)}): measured, target, verdict")
         report.print()
 
     async def settle_webhooks(
@@ -428,41 +442,43 @@ class Run:
             await asyncio.sleep(1.0)
 
     async def _restart(
-        self, relay: Server, upstream: Server
+        self, relays: list[Server], upstream: Server
     ) -> tuple[tuple[float | None, str], tuple[float, float] | None]:
-        """SIGTERM the relay (SIGKILL with `--restart-kill`), start it again on the same
-        database, time its first poll.
+        """SIGTERM the relays (SIGKILL with `--restart-kill`), start them again on the same
+        database, time the first poll.
 
         Returns the seconds from the start to the first poll (None if none came) with details,
-        and when the relay was killed and started again (None if it was stopped).
+        and when the relays were killed and started again (None if they were stopped).
         """
         killed_at = None
         if self.config.restart_kill:
             await _while_polling(upstream, within=2 * self.config.poll_interval)
             killed_at = time.time()
-            relay.kill()
+            for relay in relays:
+                relay.kill()
             stopping = time.time() - killed_at
         else:
-            stopping = await relay.stop()
-        again = self.start_relay(upstream, port=relay.port)
-        ready = await again.wait_ready()
+            stopping = max(await asyncio.gather(*(relay.stop() for relay in relays)))
+        again = [self.start_relay(upstream, port=relay.port) for relay in relays]
+        ready = max(await asyncio.gather(*(relay.wait_ready() for relay in again)))
+        started_at = min(relay.started_at for relay in again)
         first_poll = None
         deadline = time.monotonic() + RESTART_TIMEOUT
         while first_poll is None and time.monotonic() < deadline:
-            since = await _get_json(f"{upstream.url}/_stats/since?t={again.started_at}")
+            since = await _get_json(f"{upstream.url}/_stats/since?t={started_at}")
             first_poll = since["first_poll"]
             if first_poll is None:
                 await asyncio.sleep(0.05)
         # Let it work a little (a restart must not send duplicates); after a kill, for three
         # intervals, to see every active watch polled again.
         await asyncio.sleep(3 * self.config.poll_interval if killed_at else 3.0)
-        await again.stop()
-        killed = (killed_at, again.started_at) if killed_at is not None else None
+        await asyncio.gather(*(relay.stop() for relay in again))
+        killed = (killed_at, started_at) if killed_at is not None else None
         if first_poll is None:
             return (None, f"within {RESTART_TIMEOUT:.0f} s"), killed
         how = "killed" if killed_at else f"stop took {stopping:.1f} s"
         detail = f"({how}, ready after {ready:.1f} s)"
-        return (first_poll - again.started_at, detail), killed
+        return (first_poll - started_at, detail), killed
 
 
 async def _while_polling(upstream: Server, *, within: float) -> None:
@@ -551,7 +567,7 @@ def _capture_windows(
 
 
 async def _sample(
-    relay: Server, upstream: Server, *, until: float, database: bool
+    relay: Server | Replicas, upstream: Server, *, until: float, database: bool
 ) -> tuple[float | None, float | None, float | None, list[figures.CpuSample]]:
     """Relay memory and CPU, and the machine's CPU, every second, and a progress line every ten;
     returns the peak RSS (of the relay's processes, then of its capture process alone), the last,
@@ -639,3 +655,8 @@ async def _database(config: Config) -> AsyncIterator[str | None]:
                 print(f"  kept the database {name}")
             else:
                 await server.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+
+
+def _deployment(config: Config) -> str:
+    processes = "one relay process" if config.replicas == 1 else f"{config.replicas} relays"
+    return f"{processes}, {'PostgreSQL' if config.database else 'SQLite'}"

@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import httpx
@@ -41,6 +42,23 @@ def machine_cpu() -> tuple[float, float] | None:
     idle = ticks[3] + ticks[4]  # idle and iowait
     hertz = os.sysconf("SC_CLK_TCK")
     return (sum(ticks) - idle) / hertz, sum(ticks) / hertz
+
+
+class Replicas:
+    """Several relays as one, for the figures that add up over processes: memory and CPU."""
+
+    def __init__(self, servers: Sequence[Server]) -> None:
+        self.servers = list(servers)
+
+    def rss_mb(self, *, children_only: bool = False) -> float | None:
+        found = [s.rss_mb(children_only=children_only) for s in self.servers]
+        present = [mb for mb in found if mb is not None]
+        return sum(present) if present else None
+
+    def cpu_seconds(self) -> float | None:
+        found = [s.cpu_seconds() for s in self.servers]
+        present = [seconds for seconds in found if seconds is not None]
+        return sum(present) if present else None
 
 
 def postgres_cpu() -> float | None:
