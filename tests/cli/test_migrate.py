@@ -3,9 +3,11 @@ and exits non-zero, saying so, while the schema is behind."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.script import ScriptDirectory
 
@@ -76,3 +78,19 @@ async def test_migrate_says_so_when_it_cannot_reach_the_database(tmp_path: Path)
         "error: cannot use the database postgresql://relay:***@127.0.0.1:1/relay"
     )
     assert "secret" not in output
+
+
+async def test_replicas_started_together_on_a_new_database_migrate_it_once(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Replicas deployed at once each migrate at their start: on PostgreSQL they take turns, and
+    those after the first find the schema current."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("SQLite is one relay per file: there are no replicas to start together")
+    results = await asyncio.gather(*(migrate(database_url, tmp_path) for _ in range(4)))
+
+    assert [code for code, _ in results] == [0, 0, 0, 0], results
+    assert await migrate(database_url, tmp_path, "--check") == (
+        0,
+        f"the schema of {database_url} is up to date (revision {latest_revision()})\n",
+    )
