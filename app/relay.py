@@ -161,21 +161,20 @@ async def _started(
     saver: Saver
     if served is not None:
         # The relay's own simulator is reached at an address that only this process learns.
-        download_api = UpstreamClient(
-            upstream_transport,
-            base_url=upstream_base_url,
-            api_key=upstream_key.get_secret_value() if upstream_key else None,
-            timeout=settings.capture_request_timeout,
-        )
         saver = ResultSaver.from_settings(
-            settings, read_bytes=IN_PROCESS_READ_BYTES, download_api=download_api
+            settings,
+            read_bytes=IN_PROCESS_READ_BYTES,
+            storage=storage,
+            download_api=upstream.with_timeout(settings.capture_request_timeout),
         )
     elif settings.capture_process:
         saver = worker = CaptureProcess(settings)
         if settings.capture:
             await worker.start()
     else:
-        saver = ResultSaver.from_settings(settings, read_bytes=IN_PROCESS_READ_BYTES)
+        saver = ResultSaver.from_settings(
+            settings, read_bytes=IN_PROCESS_READ_BYTES, storage=storage
+        )
     capturer = Capturer(
         db=db,
         saver=saver,

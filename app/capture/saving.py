@@ -76,9 +76,15 @@ class ResultSaver:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, read_bytes: int, download_api: UpstreamClient | None = None
+        cls,
+        settings: Settings,
+        *,
+        read_bytes: int,
+        storage: FileStorage,
+        download_api: UpstreamClient | None = None,
     ) -> ResultSaver:
         """:param read_bytes: the size of the pieces a download is read in.
+        :param storage: where results are stored (the relay's own, when it saves in-process).
         :param download_api: the client of the upstream's download API (default: the
             settings' upstream, through the captures' own pool)."""
         pool = transport.create_transport(
@@ -100,7 +106,7 @@ class ResultSaver:
         )
         return cls(
             source=source,
-            storage=FileStorage.from_settings(settings),
+            storage=storage,
             transport=pool,
             timeout=settings.capture_request_timeout,
             max_bytes=settings.capture_max_bytes,

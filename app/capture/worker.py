@@ -30,6 +30,7 @@ from typing import Any
 from app import logs
 from app.capture.saving import WORKER_READ_BYTES, ResultSaver, Saved
 from app.capture.sources import CaptureFailed
+from app.capture.storage import FileStorage
 from app.settings import Settings
 from app.work import DueCapture
 
@@ -165,7 +166,9 @@ async def _serve(fd: int) -> None:
         return
     settings: Settings = greeting[0]
     logs.configure(settings)
-    saver = ResultSaver.from_settings(settings, read_bytes=WORKER_READ_BYTES)
+    saver = ResultSaver.from_settings(
+        settings, read_bytes=WORKER_READ_BYTES, storage=FileStorage.from_settings(settings)
+    )
     running: dict[int, asyncio.Task[None]] = {}
     try:
         while (message := await _receive(reader)) is not None:

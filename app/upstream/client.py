@@ -69,11 +69,19 @@ class UpstreamClient:
         timeout: float,
     ) -> None:
         self._transport = transport
+        self._base_url = base_url
         self._task_url = base_url.rstrip("/") + "/v1/video/generations/"
         self._download_url = self._task_url + "download"
         self._api_key = api_key
         self._own_headers = _headers(api_key)
         self._extensions = timeout_extension(timeout)
+
+    def with_timeout(self, seconds: float) -> UpstreamClient:
+        """The same upstream, over the same transport, waiting `seconds` for an answer: the
+        download API reads a whole file before it answers, polls should not wait that long."""
+        return UpstreamClient(
+            self._transport, base_url=self._base_url, api_key=self._api_key, timeout=seconds
+        )
 
     def key_for(self, api_key: str | None) -> str | None:
         """The key a request made with the watch's `api_key` (if any) is sent with."""
