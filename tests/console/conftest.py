@@ -98,6 +98,14 @@ async def browser(browser_server: BrowserServer) -> AsyncIterator[Browser]:
 
 
 @pytest.fixture
+async def relay(start_relay: RelayFactory) -> AsyncIterator[RelayClient]:
+    """The relay the HTTP tests sign in to. Polls seldom: these tests look at watches, and a
+    quiet relay keeps them quick."""
+    async with start_relay(admin_token=ADMIN_TOKEN, poll_interval=30) as client:
+        yield client
+
+
+@pytest.fixture
 async def console_relay(start_relay: RelayFactory) -> AsyncIterator[RelayClient]:
     """A relay that the app's key (`tests.conftest.API_KEY`) and the admin token sign in to."""
     async with start_relay(admin_token=ADMIN_TOKEN) as relay:

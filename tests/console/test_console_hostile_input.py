@@ -206,12 +206,6 @@ async def results() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def relay(start_relay: RelayFactory) -> AsyncIterator[RelayClient]:
-    async with start_relay(admin_token=ADMIN_TOKEN, poll_interval=30) as client:
-        yield client
-
-
 async def test_every_stored_value_is_shown_as_text_on_every_page(
     start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks, results: str
 ) -> None:

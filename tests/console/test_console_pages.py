@@ -12,7 +12,6 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-import pytest
 
 from tests.conftest import API_KEY, RelayClient, RelayFactory, Upstream
 from tests.console.conftest import ADMIN_TOKEN, resigned
@@ -87,13 +86,6 @@ async def register_as(relay: RelayClient, api_key: str, task_id: str) -> dict[st
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
-
-
-@pytest.fixture
-async def relay(start_relay: RelayFactory) -> AsyncIterator[RelayClient]:
-    """Polls seldom: these tests look at watches, and a quiet relay keeps them quick."""
-    async with start_relay(admin_token=ADMIN_TOKEN, poll_interval=30) as client:
-        yield client
 
 
 async def test_the_apps_key_opens_a_session_in_an_httponly_strict_cookie(
