@@ -60,8 +60,10 @@ async def test_a_receiver_back_after_the_upstream_link_died_still_gets_a_working
 ) -> None:
     hooks, callback = receiver
     hooks.answer_next(503, 503, 503)
-    async with start_relay(**storage, retry_schedule=(0.4, 0.4, 0.4, 0.4)) as relay:
-        task_id = await upstream.submit(WAN, polls=1, video_bytes=300_000, link_ttl=0.3)
+    # The link lives long enough to be captured on a slow machine, and dies before the receiver
+    # is back: the fourth attempt comes at least 3 s after the poll that saw success.
+    async with start_relay(**storage, retry_schedule=(1.0, 1.0, 1.0, 1.0)) as relay:
+        task_id = await upstream.submit(WAN, polls=1, video_bytes=300_000, link_ttl=2.0)
         await relay.register(task_id, callback)
         body = await final_webhook(hooks, count=4)
 
