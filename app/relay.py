@@ -36,8 +36,9 @@ from app.settings import Settings
 from app.stopping import StopClock
 from app.store import client_apps, leases, registrations, relay_secrets, sqlite_guard
 from app.store.database import Database, erase_replaced_data, migrate, open_database
-from app.upstream import UpstreamClient
+from app.upstream import TaskSource, UpstreamClient
 from app.upstream.circuit import Circuit
+from app.upstream.processes import UpstreamProcesses
 from app.upstream.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -158,6 +159,13 @@ async def _started(
         api_key=upstream_key.get_secret_value() if upstream_key else None,
         timeout=settings.upstream_timeout,
     )
+    polls_from: TaskSource = upstream
+    poll_processes = None
+    if served is None and settings.poll_processes:
+        polls_from = poll_processes = UpstreamProcesses(
+            settings, count=settings.poll_processes, max_connections=_poll_concurrency(settings)
+        )
+        await poll_processes.start()
     saver: Saver
     if served is not None:
         # The relay's own simulator is reached at an address that only this process learns.
@@ -215,7 +223,7 @@ async def _started(
     )
     poller = Poller(
         db=db,
-        upstream=upstream,
+        upstream=polls_from,
         owner=owner,
         policy=PollPolicy(
             interval=settings.poll_interval,
@@ -249,6 +257,8 @@ async def _started(
     )
     await pruner.prepare()
     ticker.every(PRUNE, PRUNE_INTERVAL, pruner.run)
+    if poll_processes is not None:
+        await poll_processes.ready()
     ticker.start()
     clients = client_apps.ClientApps(db, key_box=key_box, secret_overlap=settings.secret_overlap)
     challenger = ownership.Challenger(
@@ -283,6 +293,8 @@ async def _started(
         await asyncio.gather(poller.drain(left()), capturer.drain(left()), deliverer.drain(left()))
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
+        if poll_processes is not None:
+            await poll_processes.aclose()
         await delivery_transport.aclose()
         await saver.aclose()
         await db.dispose()

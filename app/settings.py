@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     callback_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
     tick_interval: float = Field(0.5, gt=0)
     poll_concurrency: int = Field(1000, ge=1)
+    poll_processes: int = Field(0, ge=0, le=64)
     delivery_concurrency: int = Field(100, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
     simulator: bool = False

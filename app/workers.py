@@ -75,8 +75,16 @@ class WorkerProcess:
 
     async def start(self) -> None:
         """Start the worker ahead of the first request, which would otherwise wait for it (its
-        imports take a fraction of a second)."""
+        imports take a fraction of a second, or more on a slow machine)."""
         await self._started()
+
+    async def ready(self) -> None:
+        """Once the worker takes requests: those sent before would wait, and then all go at
+        once.
+
+        :raises WorkerExited: it died before it was ready.
+        """
+        await asyncio.shield((await self._started()).ready)
 
     async def ask(self, request: object) -> Any:
         """The worker's answer to `request`.
@@ -85,6 +93,7 @@ class WorkerProcess:
         :raises WorkerFailed: the request raised in the worker.
         """
         child = await self._started()
+        await asyncio.shield(child.ready)
         number = next(self._numbers)
         answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         child.waiting[number] = answer
@@ -139,6 +148,9 @@ class WorkerProcess:
 
     async def _end(self, child: _Child) -> None:
         returncode = await child.process.wait()
+        if not child.ready.done():
+            child.ready.set_exception(WorkerExited(self._name, returncode))
+            child.ready.exception()  # told to whoever waits; nobody may
         for answer in child.waiting.values():
             if not answer.done():
                 answer.set_exception(WorkerExited(self._name, returncode))
@@ -152,9 +164,13 @@ class _Child:
         self.process = process
         self.link: _Link
         self.waiting: dict[int, asyncio.Future[Any]] = {}
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.ended = asyncio.Event()
 
-    def answer(self, message: tuple[int, bool, Any]) -> None:
+    def answer(self, message: tuple[int, bool, Any] | tuple[()]) -> None:
+        if not message:
+            self.ready.set_result(None)  # the worker's first message: it takes requests
+            return
         number, ok, value = message
         answer = self.waiting.get(number)
         if answer is None or answer.done():
@@ -174,6 +190,7 @@ class _Link(asyncio.Protocol):
         self._on_message = on_message
         self._on_lost = on_lost
         self._buffer = bytearray()
+        self._pending: list[bytes] = []
         self._transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -199,14 +216,27 @@ class _Link(asyncio.Protocol):
         self._on_lost()
 
     def send(self, message: tuple[Any, ...]) -> None:
-        """Dropped once the other end is gone: whoever waits for its answer hears of that."""
+        """Sent with whatever else is sent in the same turn of the event loop: a wave of polls
+        is claimed at once, and one write for the lot spares a system call for each.
+
+        Dropped once the other end is gone: whoever waits for its answer hears of that."""
         if self._transport is None or self._transport.is_closing():
             return
         payload = pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
-        self._transport.write(_LENGTH.pack(len(payload)) + payload)
+        self._pending.append(_LENGTH.pack(len(payload)))
+        self._pending.append(payload)
+        if len(self._pending) == 2:
+            asyncio.get_running_loop().call_soon(self._flush)
+
+    def _flush(self) -> None:
+        pending, self._pending = self._pending, []
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(b"".join(pending))
 
     def close(self) -> None:
+        """After what is pending: a transport's close sends what it holds first."""
         if self._transport is not None:
+            self._flush()
             self._transport.close()
 
 
@@ -237,6 +267,7 @@ async def _serve(
         return
     running: dict[int, asyncio.Task[None]] = {}
     async with open_handler(greeting[0]) as handle:
+        link.send(())
         try:
             while (message := await messages.get()) is not None:
                 number, request = message

@@ -19,7 +19,7 @@ from app.slots import Slots
 from app.store import polls
 from app.store.batching import Batcher
 from app.store.database import Database
-from app.upstream import UpstreamClient, UpstreamError
+from app.upstream import TaskSource, UpstreamError
 from app.upstream.circuit import Circuit
 from app.upstream.ratelimit import RateLimiter
 from app.work import DueWatch, PollResult
@@ -56,7 +56,7 @@ class Poller:
         self,
         *,
         db: Database,
-        upstream: UpstreamClient,
+        upstream: TaskSource,
         owner: str,
         policy: PollPolicy,
         lease: float,

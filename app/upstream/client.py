@@ -6,6 +6,7 @@ import enum
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
 from urllib.parse import quote
 
 import httpx
@@ -49,6 +50,19 @@ class UpstreamError(Exception):
     def __str__(self) -> str:
         status = f"HTTP {self.status_code}: " if self.status_code is not None else ""
         return f"{self.kind}: {status}{self.args[0]}"
+
+
+class TaskSource(Protocol):
+    """Where polls learn a task's state: the upstream asked from the relay's process
+    (`UpstreamClient`) or from poll processes (`app.upstream.processes`)."""
+
+    def key_for(self, api_key: str | None) -> str | None:
+        """The key a request made with the watch's `api_key` (if any) is sent with."""
+        ...
+
+    async def fetch(self, task_id: str, *, api_key: str | None = None) -> TaskSnapshot:
+        """:raises UpstreamError: the upstream refused, failed or could not be reached."""
+        ...
 
 
 class UpstreamClient:

@@ -1,0 +1,124 @@
+"""Polls' requests sent from processes of their own (`RELAY_POLL_PROCESSES`), over `app.workers`.
+
+One interpreter runs one thing at a time, and at 10,000 watches half of the relay's event loop
+goes to the upstream's exchanges: building each request, handing it to the HTTP client, reading
+and parsing the answer (docs/performance.md). In poll processes that half moves to other cores.
+The relay keeps all the rest (claims, leases, the schedule, the circuit, rate budgets, sizing,
+metrics and recording), so every guarantee of polling stays where it was, and only a task id
+and a parsed snapshot cross the socket for each poll.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from app import logs, transport, workers
+from app.settings import Settings
+from app.upstream.client import UpstreamClient, UpstreamError, UpstreamErrorKind
+from app.upstream.snapshot import TaskError, TaskSnapshot, TaskStatus
+
+#: An upstream error as it crosses the socket: its kind, message and HTTP status.
+_Error = tuple[str, str, int | None]
+#: A snapshot as it crosses the socket: its fields in order, the status and error as plain
+#: values. Pickle takes a tuple of them in a tenth of the time it takes the dataclass (whose
+#: enum and slots it reconstructs through generic reductions), twice for every poll.
+_Packed = tuple[Any, ...]
+
+
+class UpstreamProcesses:
+    """Asks the upstream as `UpstreamClient.fetch` does, from `count` worker processes, each
+    with its share of `max_connections`; each poll goes to the one with the fewest in hand."""
+
+    def __init__(self, settings: Settings, *, count: int, max_connections: int) -> None:
+        share = math.ceil(max_connections / count)
+        self._workers = [
+            workers.WorkerProcess(__name__, (settings, share), name="poll process")
+            for _ in range(count)
+        ]
+        key = settings.nebula_api_key
+        self._api_key = key.get_secret_value() if key else None
+
+    def key_for(self, api_key: str | None) -> str | None:
+        return api_key or self._api_key
+
+    async def start(self) -> None:
+        await asyncio.gather(*(worker.start() for worker in self._workers))
+
+    async def ready(self) -> None:
+        """Once every process takes requests: polls sent before would wait for them, and then
+        all go at once, past any rate budget."""
+        await asyncio.gather(*(worker.ready() for worker in self._workers))
+
+    async def fetch(self, task_id: str, *, api_key: str | None = None) -> TaskSnapshot:
+        worker = min(self._workers, key=lambda worker: worker.in_flight)
+        try:
+            ok, answer = await worker.ask((task_id, api_key))
+        except workers.WorkerExited as exc:
+            raise UpstreamError(UpstreamErrorKind.CONNECTION, str(exc)) from None
+        if ok:
+            return _unpacked(answer)
+        kind, message, status = answer
+        raise UpstreamError(UpstreamErrorKind(kind), message, status)
+
+    async def aclose(self) -> None:
+        await asyncio.gather(*(worker.aclose() for worker in self._workers))
+
+
+@asynccontextmanager
+async def _polling(greeting: tuple[Settings, int]) -> AsyncIterator[workers.Handler]:
+    settings, max_connections = greeting
+    logs.configure(settings)
+    pool = transport.create_transport(max_connections=max_connections)
+    key = settings.nebula_api_key
+    client = UpstreamClient(
+        pool,
+        base_url=settings.nebula_base_url,
+        api_key=key.get_secret_value() if key else None,
+        timeout=settings.upstream_timeout,
+    )
+
+    async def fetch(request: tuple[str, str | None]) -> tuple[bool, _Packed | _Error]:
+        task_id, api_key = request
+        try:
+            return True, _packed(await client.fetch(task_id, api_key=api_key))
+        except UpstreamError as exc:
+            return False, (exc.kind.value, exc.args[0], exc.status_code)
+
+    try:
+        yield fetch
+    finally:
+        await pool.aclose()
+
+
+def _packed(snapshot: TaskSnapshot) -> _Packed:
+    error = snapshot.error
+    return (
+        snapshot.status.value,
+        snapshot.upstream_status,
+        snapshot.progress,
+        snapshot.url,
+        None if error is None else (error.code, error.message),
+        snapshot.body,
+        snapshot.finished_at,
+    )
+
+
+def _unpacked(packed: _Packed) -> TaskSnapshot:
+    status, upstream_status, progress, url, error, body, finished_at = packed
+    return TaskSnapshot(
+        status=TaskStatus(status),
+        upstream_status=upstream_status,
+        progress=progress,
+        url=url,
+        error=None if error is None else TaskError(*error),
+        body=body,
+        finished_at=finished_at,
+    )
+
+
+if __name__ == "__main__":
+    workers.serve(_polling)
