@@ -496,6 +496,8 @@ class CpuSample:
     machine: tuple[float, float] | None
     #: The PostgreSQL server's, with `--database` (None otherwise).
     database: float | None = None
+    #: The part of `relay` its worker processes (capture, polls) used.
+    workers: float | None = None
 
 
 def cpu(report: Report, samples: Sequence[CpuSample], *, start: float, cores: int) -> None:
@@ -535,6 +537,12 @@ def cost_per_poll(
         return
     per_poll = 1000 * used / polls
     span = last.at - first.at
+    if first.workers is not None and last.workers is not None and last.workers > first.workers:
+        in_workers = 1000 * (last.workers - first.workers) / polls
+        report.notes.append(
+            f"cost per poll: the relay's own process {per_poll - in_workers:.3f} ms, "
+            f"its worker processes {in_workers:.3f} ms"
+        )
     if first.database is None or last.database is None:
         report.add(
             "cost per poll: relay CPU",
@@ -578,7 +586,7 @@ def memory(
     children: float | None = None,
 ) -> None:
     """Judged only when the run really had the target's number of active watches. The relay's
-    RSS is that of all its processes; `children` is the peak of its capture process alone."""
+    RSS is that of all its processes; `children` is the peak of its worker processes alone."""
     if peak is None:
         report.add("memory: relay RSS", "not measured", "< 200 MB", None)
         return
@@ -591,7 +599,8 @@ def memory(
     report.notes.append(f"memory and restart: {active:,} watches were active at the end of the run")
     if children is not None:
         report.notes.append(
-            f"memory: the relay's RSS counts its capture process, which peaked at {children:.0f} MB"
+            f"memory: the relay's RSS counts its worker processes (capture, polls), which peaked "
+            f"at {children:.0f} MB together"
         )
 
 

@@ -576,13 +576,21 @@ async def _sample(
     peak_children: float | None = None
     last: float | None = None
     server_cpu = postgres_cpu if database else (lambda: None)
-    samples = [figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu(), server_cpu())]
+
+    def sample() -> figures.CpuSample:
+        return figures.CpuSample(
+            time.time(),
+            relay.cpu_seconds(),
+            machine_cpu(),
+            server_cpu(),
+            workers=relay.cpu_seconds(children_only=True),
+        )
+
+    samples = [sample()]
     tick = 0
     while time.time() < until:
         await asyncio.sleep(min(1.0, max(0.0, until - time.time())))
-        samples.append(
-            figures.CpuSample(time.time(), relay.cpu_seconds(), machine_cpu(), server_cpu())
-        )
+        samples.append(sample())
         last = relay.rss_mb()
         if last is not None:
             peak = max(peak or 0.0, last)

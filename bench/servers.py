@@ -55,8 +55,8 @@ class Replicas:
         present = [mb for mb in found if mb is not None]
         return sum(present) if present else None
 
-    def cpu_seconds(self) -> float | None:
-        found = [s.cpu_seconds() for s in self.servers]
+    def cpu_seconds(self, *, children_only: bool = False) -> float | None:
+        found = [s.cpu_seconds(children_only=children_only) for s in self.servers]
         present = [seconds for seconds in found if seconds is not None]
         return sum(present) if present else None
 
@@ -155,7 +155,7 @@ class Server:
 
     def rss_mb(self, *, children_only: bool = False) -> float | None:
         """Resident memory (VmRSS) of the process and its children (the relay's capture
-        process), or of its children alone, in MB; None once they are gone."""
+        and poll processes), or of its children alone, in MB; None once they are gone."""
         total = 0
         for pid in self._with_children()[1 if children_only else 0 :]:
             try:
@@ -168,11 +168,11 @@ class Server:
             )
         return total / 1024 if total else None
 
-    def cpu_seconds(self) -> float | None:
+    def cpu_seconds(self, *, children_only: bool = False) -> float | None:
         """CPU time (user and system, all threads) the process and its live children have
-        used, or None once it is gone."""
+        used, or its children alone, or None once they are gone."""
         total, found = 0, False
-        for pid in self._with_children():
+        for pid in self._with_children()[1 if children_only else 0 :]:
             try:
                 stat = Path(f"/proc/{pid}/stat").read_text()
             except OSError:
