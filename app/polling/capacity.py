@@ -81,8 +81,9 @@ class CapacityWatch:
         log.warning(
             "polling is over capacity: polls go out %.1f s after they fall due, %.2f s later "
             "with every second; this relay polls %.0f/s, about %.0f %% of what falls due "
-            "(%s/s). Every watch is polled about as late (oldest due first). Add replicas "
-            "(on PostgreSQL) or lengthen RELAY_POLL_INTERVAL",
+            "(%s/s). Every watch is polled about as late (oldest due first). With a core to "
+            "spare, add poll processes (RELAY_POLL_PROCESSES); else add replicas (on "
+            "PostgreSQL) or lengthen RELAY_POLL_INTERVAL",
             delay,
             growth,
             made,
