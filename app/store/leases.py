@@ -75,15 +75,23 @@ def claim_params(*, owner: str, lease: float, limit: int, now: datetime) -> dict
 def renewal(table: Table, state: str) -> Update:
     """Extend the leases of the rows `ids` that `owner` still holds in `state` to `lease_until`
     (bound when it runs, `renewal_params`): work that may outlast a short lease keeps it while it
-    runs, and a row cancelled or taken over meanwhile is left as it is."""
-    return (
-        update(table)
+    runs, and a row cancelled or taken over meanwhile is left as it is.
+
+    A row another transaction has locked is skipped, not waited for: that is the write-back of
+    the same work, which ends its lease anyway. Waiting for it deadlocked on PostgreSQL under
+    load, the renewal and a write-back each holding rows the other wanted (they lock the same
+    rows in different orders)."""
+    held = (
+        select(table.c.id)
         .where(
             table.c.id.in_(bindparam("ids", expanding=True)),
             table.c.lease_owner == bindparam("owner"),
             table.c.state == state,
         )
-        .values(lease_expires_at=bindparam("lease_until"))
+        .with_for_update(skip_locked=True)
+    )
+    return (
+        update(table).where(table.c.id.in_(held)).values(lease_expires_at=bindparam("lease_until"))
     )
 
 

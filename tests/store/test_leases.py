@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import asyncpg
+import pytest
 from sqlalchemy import Connection, Table, func, select
+from sqlalchemy.engine import make_url
 
 from app.delivery import webhooks
 from app.polling.policy import PollPolicy
@@ -393,3 +396,32 @@ async def test_a_renewed_poll_stays_its_owners_past_its_first_lease_and_a_lapsed
     after = await rows(db, watches, ids)
     assert after[polling]["lease_owner"] == "own_a"
     assert after[taken_over.id]["lease_owner"] == "own_b"
+
+
+async def test_renewing_skips_a_row_another_transaction_holds_instead_of_waiting_for_it(
+    db: Database, client_id: str, database_url: str
+) -> None:
+    """A poll's write-back and the renewal of the polls still in flight can meet on the same
+    rows, each taking them in its own order; had the renewal waited, the two could deadlock
+    (they did, on PostgreSQL under load). The write-back ends that lease anyway."""
+    if make_url(database_url).get_backend_name() != "postgresql":
+        pytest.skip("SQLite runs one transaction at a time: no row is ever held by another")
+    writing_back, polling = await register(db, client_id, 2)
+    await claim_watches(db, "own_a", lease=SHORT_LEASE)
+    other = await asyncpg.connect(
+        make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
+    try:
+        async with other.transaction():
+            await other.execute("SELECT id FROM watches WHERE id = $1 FOR UPDATE", writing_back)
+            await asyncio.wait_for(
+                polls.renew_leases(
+                    db, owner="own_a", ids=[writing_back, polling], lease=LONG_LEASE
+                ),
+                timeout=5,
+            )
+    finally:
+        await other.close()
+    await asyncio.sleep(LAPSE)
+
+    assert [watch.id for watch in await claim_watches(db, "own_b")] == [writing_back]
