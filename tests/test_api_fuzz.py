@@ -31,7 +31,7 @@ from tests.conftest import API_KEY, RelayFactory, Upstream
 from tests.receiver import Receiver
 
 #: Generated requests per operation and kind (valid, invalid).
-EXAMPLES = 25
+EXAMPLES = 15
 
 CHECKS: list[CheckFunction] = [
     not_a_server_error,

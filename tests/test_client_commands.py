@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy.engine import make_url
 
 from tests.commands import command_environment, run_app_command
@@ -27,6 +28,8 @@ def printed(pattern: str, output: str) -> str:
     return match.group(1)
 
 
+#: Each command is a new interpreter, seconds on a slow machine: more time than the default.
+@pytest.mark.timeout(180)
 async def test_apps_made_and_changed_from_the_command_line_are_honoured_by_the_relay(
     start_relay: RelayFactory, database_url: str, tmp_path: Path
 ) -> None:
@@ -79,6 +82,7 @@ async def test_apps_made_and_changed_from_the_command_line_are_honoured_by_the_r
     assert re.search(rf"{client_id} .* revoked .* shop", listed_after)
 
 
+@pytest.mark.timeout(180)
 async def test_the_commands_say_what_went_wrong(database_url: str, tmp_path: Path) -> None:
     env = environment(database_url)
 

@@ -176,8 +176,10 @@ async def test_the_detection_lag_counts_from_the_upstreams_own_completion_time(
     true_lags = sum(polled_at(watch) - int(finished) for watch in done)
     assert metrics("relay_detection_lag_seconds_count", source="upstream") == 2
     assert metrics("relay_detection_lag_seconds_count", source="midpoint") == 0
+    # About 30 s each; the lag is taken when the answer comes, `polled_at` when it is recorded,
+    # a fraction of a second later on a busy machine.
     assert metrics("relay_detection_lag_seconds_sum", source="upstream") == pytest.approx(
-        true_lags, abs=0.2
+        true_lags, abs=1.0
     )
 
 

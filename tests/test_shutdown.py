@@ -23,6 +23,9 @@ from tests.processes import SERVE, UVICORN, relay_process
 from tests.servers import serve
 
 GRACE = 2.0
+#: What the process may take past the grace to exit: a second on an idle machine, more on one
+#: busy with the suite's other workers.
+EXIT_SLACK = 2.0
 #: Far longer than the grace, so that only the shutdown can end what hangs.
 LONG = {
     "RELAY_SHUTDOWN_GRACE": str(GRACE),
@@ -112,7 +115,7 @@ async def test_a_relay_with_work_that_never_ends_exits_within_the_grace_after_si
 
     assert "Application shutdown complete" in log.read_text()
     assert "Application shutdown complete" in log.read_text()
-    assert elapsed <= GRACE + 1, f"{elapsed:.2f} s after SIGTERM\n{log.read_text()}"
+    assert elapsed <= GRACE + EXIT_SLACK, f"{elapsed:.2f} s after SIGTERM\n{log.read_text()}"
 
 
 async def test_serve_cuts_an_api_request_still_open_within_the_same_grace(
@@ -145,4 +148,4 @@ async def test_serve_cuts_an_api_request_still_open_within_the_same_grace(
                 await proving
 
     assert "Application shutdown complete" in log.read_text()
-    assert elapsed <= GRACE + 1, f"{elapsed:.2f} s after SIGTERM\n{log.read_text()}"
+    assert elapsed <= GRACE + EXIT_SLACK, f"{elapsed:.2f} s after SIGTERM\n{log.read_text()}"

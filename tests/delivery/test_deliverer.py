@@ -212,10 +212,12 @@ async def test_a_fresh_webhook_goes_out_before_a_backlog_of_retries(
     async with start_relay(delivery_concurrency=1) as relay:
         await _register_into_an_outage(relay, upstream, receiver, backlog)
         await hooks.wait_for(backlog)
-        hooks.answer_next(*[Answer(204, delay=1.0)] * backlog)
+        # Each retry takes 2 s: long enough for the fresh watch to be registered and polled
+        # while the first is under way, on a machine busy with other tests too.
+        hooks.answer_next(*[Answer(204, delay=2.0)] * backlog)
         await asyncio.sleep(1.5)  # the retries fell due together; the first is under way
         fresh = await relay.register(await upstream.submit(polls=1), callback)
-        arrivals = await hooks.wait_for(2 * backlog + 1, within=15)
+        arrivals = await hooks.wait_for(2 * backlog + 1, within=30)
 
     after_the_outage = [json.loads(hook.body)["data"]["watch_id"] for hook in arrivals[backlog:]]
     # At most the retry already under way when the fresh webhook was written goes before it.
