@@ -51,11 +51,17 @@ async def test_a_distant_upstream_gets_as_many_polls_in_flight_as_its_latency_ne
     assert SLOTS_FLOOR < slots < 1000
 
 
-async def test_a_nearby_upstream_gets_no_more_than_the_floor(start_relay: RelayFactory) -> None:
+async def test_a_nearby_upstream_settles_at_the_floor(start_relay: RelayFactory) -> None:
+    """A machine busy elsewhere can hold the relay back long enough to look like a distant
+    upstream for a moment; the answers' own time soon brings the slots back down."""
     async with (
         serve(upstream_answering_after(0)) as url,
         start_relay(nebula_base_url=url) as relay,
     ):
         slots = await slots_after_a_while(relay)
+        async with asyncio.timeout(30):
+            while slots != SLOTS_FLOOR:
+                await asyncio.sleep(1)
+                slots = (await scrape(relay))("relay_poll_slots")
 
     assert slots == SLOTS_FLOOR
