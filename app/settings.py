@@ -202,6 +202,11 @@ class Settings(BaseSettings):
         )
 
     @property
+    def upstream_key(self) -> str | None:
+        """`NEBULA_API_KEY` as it is sent, if set."""
+        return self.nebula_api_key.get_secret_value() if self.nebula_api_key else None
+
+    @property
     def polls_own_simulator(self) -> bool:
         """With the simulator on, the relay polls it unless NEBULA_BASE_URL names an upstream."""
         return self.simulator and "nebula_base_url" not in self.model_fields_set

@@ -91,12 +91,8 @@ class ResultSaver:
             max_connections=settings.capture_slots, read_size=read_bytes
         )
         if download_api is None:
-            key = settings.nebula_api_key
-            download_api = UpstreamClient(
-                pool,
-                base_url=settings.nebula_base_url,
-                api_key=key.get_secret_value() if key else None,
-                timeout=settings.capture_request_timeout,
+            download_api = UpstreamClient.from_settings(
+                pool, settings, timeout=settings.capture_request_timeout
             )
         source = ResultSource(
             transport=pool,

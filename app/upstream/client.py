@@ -6,13 +6,16 @@ import enum
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 from urllib.parse import quote
 
 import httpx
 
 from app.transport import USER_AGENT, parsed_url, timeout_extension
 from app.upstream.snapshot import SnapshotError, TaskSnapshot, parse_snapshot, text
+
+if TYPE_CHECKING:
+    from app.settings import Settings
 
 
 class UpstreamErrorKind(enum.StrEnum):
@@ -89,6 +92,18 @@ class UpstreamClient:
         self._api_key = api_key
         self._own_headers = _headers(api_key)
         self._extensions = timeout_extension(timeout)
+
+    @classmethod
+    def from_settings(
+        cls, transport: httpx.AsyncBaseTransport, settings: Settings, *, timeout: float
+    ) -> UpstreamClient:
+        """`NEBULA_BASE_URL`, asked with the relay's own key (`NEBULA_API_KEY`)."""
+        return cls(
+            transport,
+            base_url=settings.nebula_base_url,
+            api_key=settings.upstream_key,
+            timeout=timeout,
+        )
 
     def with_timeout(self, seconds: float) -> UpstreamClient:
         """The same upstream, over the same transport, waiting `seconds` for an answer: the

@@ -39,8 +39,7 @@ class UpstreamProcesses:
             workers.WorkerProcess(__name__, (settings, share), name="poll process")
             for _ in range(count)
         ]
-        key = settings.nebula_api_key
-        self._api_key = key.get_secret_value() if key else None
+        self._api_key = settings.upstream_key
 
     def key_for(self, api_key: str | None) -> str | None:
         return api_key or self._api_key
@@ -73,13 +72,7 @@ async def _polling(greeting: tuple[Settings, int]) -> AsyncIterator[workers.Hand
     settings, max_connections = greeting
     logs.configure(settings)
     pool = transport.create_transport(max_connections=max_connections)
-    key = settings.nebula_api_key
-    client = UpstreamClient(
-        pool,
-        base_url=settings.nebula_base_url,
-        api_key=key.get_secret_value() if key else None,
-        timeout=settings.upstream_timeout,
-    )
+    client = UpstreamClient.from_settings(pool, settings, timeout=settings.upstream_timeout)
 
     async def fetch(request: tuple[str, str | None]) -> tuple[bool, _Packed | _Error]:
         task_id, api_key = request
