@@ -104,6 +104,8 @@ BAD_OPTIONS: list[tuple[dict[str, Any], str, str]] = [
     ({"timeout": 10**9}, "timeout", "less than or equal to 604800"),
     ({"upstream_api_key": ""}, "upstream_api_key", "at least 1 character"),
     ({"upstream_api_key": "sk bad"}, "upstream_api_key", "whitespace"),
+    # Found by the API fuzz: accepted once, then every poll failed building its header.
+    ({"upstream_api_key": "sk-cl\u00e9"}, "upstream_api_key", "printable ASCII"),
     ({"upstream_api_key": "k" * 513}, "upstream_api_key", "at most 512 characters"),
 ]
 

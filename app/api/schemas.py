@@ -104,8 +104,14 @@ class WatchCreate(BaseModel):
     @field_validator("upstream_api_key")
     @classmethod
     def _key_is_printable(cls, value: str | None) -> str | None:
-        if value is not None and (not value.isprintable() or any(c.isspace() for c in value)):
-            raise ValueError("upstream_api_key must not contain whitespace or control characters")
+        """It is sent in an HTTP header, which holds ASCII: any other character would fail
+        every poll of the watch, not its registration."""
+        if value is not None and not (
+            value.isascii() and value.isprintable() and not any(c.isspace() for c in value)
+        ):
+            raise ValueError(
+                "upstream_api_key must be printable ASCII, without whitespace or control characters"
+            )
         return value
 
     @field_validator("task_id")
