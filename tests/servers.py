@@ -38,6 +38,9 @@ async def serve(
         log_level="warning",
         log_config=None,  # leave logging to pytest instead of reconfiguring it globally
         timeout_graceful_shutdown=5,  # a hung request must not hang the test run on exit
+        # A test's client can sit idle past uvicorn's 5 s on a busy machine, and send on the
+        # connection just as the server closes it: a read error of the test's, not the relay's.
+        timeout_keep_alive=60,
         ssl_certfile=tls[0] if tls else None,
         ssl_keyfile=tls[1] if tls else None,
     )

@@ -68,6 +68,7 @@ class Known:
 
 # Schemathesis' invalid data draws from `random` as well as from Hypothesis.
 @pytest.mark.filterwarnings("ignore:Do not use the `random` module inside strategies")
+@pytest.mark.timeout(180)  # hundreds of requests: a minute or more on a slow machine
 async def test_generated_requests_get_answers_the_document_describes(
     start_relay: RelayFactory, upstream: Upstream, receiver: tuple[Receiver, str]
 ) -> None:
