@@ -49,6 +49,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         "the held-back webhooks drain with no polling going on",
     )
     parser.add_argument(
+        "--burst",
+        action="store_true",
+        help="the receiver takes the batch's webhooks as they come, and the run is judged by "
+        "how fast they go out and how punctually the other tasks are polled meanwhile "
+        "(e.g. --watches 20000 --batch-share 0.5 --never-share 0.5 --burst)",
+    )
+    parser.add_argument(
         "--never-share",
         type=float,
         default=0.15,
@@ -166,6 +173,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Config:
         restart_kill=args.restart_kill,
         database=args.database,
         replicas=args.replicas,
+        burst=args.burst,
     )
 
 
@@ -193,9 +201,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     for size in (args.capture_mb, args.capture_one_mb):
         if size is not None and size <= 0:
             parser.error("--capture-mb and --capture-one-mb want a size above 0")
-    shares = (args.batch_share, args.never_share)
-    if min(shares) < 0 or sum(shares) > 1:
-        parser.error("--batch-share and --never-share must be shares of at most 1 together")
+    _check_shares(parser, args)
     if args.upstream_latency < 0:
         parser.error("--upstream-latency wants seconds, 0 or more")
     if args.soak is not None and args.soak <= 0:
@@ -211,6 +217,14 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             "--replicas wants 1 or more, and more than 1 only with --database (SQLite is one "
             "relay per file) and without capture"
         )
+
+
+def _check_shares(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    shares = (args.batch_share, args.never_share)
+    if min(shares) < 0 or sum(shares) > 1:
+        parser.error("--batch-share and --never-share must be shares of at most 1 together")
+    if args.burst and not 0 < args.batch_share < 1:
+        parser.error("--burst wants a batch and other tasks: --batch-share between 0 and 1")
 
 
 def _check_database(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:

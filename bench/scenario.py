@@ -92,6 +92,8 @@ class Config:
     database: str | None = None
     #: Relay processes sharing that database (`--replicas`).
     replicas: int = 1
+    #: The receiver takes the batch's webhooks as they come instead of holding them back.
+    burst: bool = False
 
     @property
     def result_bytes(self) -> int:
@@ -271,7 +273,7 @@ class Run:
             task_ids=task_ids,
             callback_url=lambda task_id: (
                 f"{receiver.url}/hooks?hold_until={release:.3f}"
-                if tasks.in_batch(task_id)
+                if tasks.in_batch(task_id) and not config.burst
                 else f"{receiver.url}/hooks"
             ),
             concurrency=config.concurrency,
@@ -298,6 +300,14 @@ class Run:
 
         report = self.report
         downloads: list[list[Any]] = up_stats["downloads"]
+        windows = _capture_windows(downloads, ups_tasks, end)
+        burst = (
+            figures.burst_window(ups_tasks, rx_stats["arrivals"], ended_at=batch_end(config, start))
+            if config.burst
+            else None
+        )
+        if burst is not None:
+            windows["in the burst, other tasks"] = burst
         figures.registrations(report, records, len(task_ids))
         figures.polling(
             report,
@@ -307,7 +317,7 @@ class Run:
             start=start,
             registered_by=registered_by,
             end=end,
-            windows=_capture_windows(downloads, ups_tasks, end),
+            windows=windows,
         )
         figures.detection_to_delivery(
             report, ups_tasks, rx_stats["arrivals"], end=end, capture=bool(size)
@@ -326,14 +336,19 @@ class Run:
                 report, ups_tasks, downloads, rx_stats["arrivals"], release=release, size=size
             )
             figures.captured_files(report, rx_final["captures"], size=size, checked=checked)
-        figures.delivery_throughput(
-            report,
-            rx_stats["arrivals"],
-            release=release,
-            held_back=sum(1 for task_id in task_ids if tasks.in_batch(task_id)),
-            polling=config.batch_share < 1,
-            capturing=bool(size),
-        )
+        if config.burst:
+            figures.burst_webhooks(
+                report, ups_tasks, rx_stats["arrivals"], ended_at=batch_end(config, start)
+            )
+        else:
+            figures.delivery_throughput(
+                report,
+                rx_stats["arrivals"],
+                release=release,
+                held_back=sum(1 for task_id in task_ids if tasks.in_batch(task_id)),
+                polling=config.batch_share < 1,
+                capturing=bool(size),
+            )
         figures.memory(report, peak_rss, end_rss, active, children=peak_children_rss)
         figures.restart(report, *restart, active)
         if killed is not None:
@@ -547,14 +562,18 @@ async def _check_links(links: list[str], size: int) -> list[str]:
 
 def _capture_windows(
     downloads: list[list[Any]], ups_tasks: dict[str, Any], end: float
-) -> dict[str, tuple[float, float]]:
+) -> dict[str, figures.Window]:
     """When captures ran, from the fake upstream's records: from the first download to the end
     of the last; and from the first poll that saw a task of the batch succeed to the end of the
     batch's last download."""
     spans = [(d[1], d[2]) for d in downloads if d[2] is not None and d[1] <= end]
     if not spans:
         return {}
-    windows = {"while captures ran": (min(a for a, _ in spans), min(end, max(b for _, b in spans)))}
+    windows = {
+        "while captures ran": figures.Window(
+            min(a for a, _ in spans), min(end, max(b for _, b in spans))
+        )
+    }
     batch = [b for d in downloads if tasks.in_batch(d[0]) and (b := d[2]) is not None]
     seen = [
         at
@@ -562,7 +581,7 @@ def _capture_windows(
         if tasks.in_batch(task_id) and (at := t["terminal_at"]) is not None
     ]
     if batch and seen:
-        windows["while the batch was captured"] = (min(seen), min(end, max(batch)))
+        windows["while the batch was captured"] = figures.Window(min(seen), min(end, max(batch)))
     return windows
 
 
