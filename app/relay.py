@@ -24,7 +24,9 @@ from app.capture.worker import CaptureProcess
 from app.delivery import ownership, pinning
 from app.delivery.callbacks import Resolver
 from app.delivery.deliverer import Deliverer
+from app.delivery.posting import TransportPoster, WebhookPoster
 from app.encryption import KeyBox
+from app.http_processes import HttpProcesses
 from app.ids import new_id
 from app.metrics import Metrics
 from app.polling.policy import PollPolicy
@@ -38,7 +40,6 @@ from app.store import client_apps, leases, registrations, relay_secrets, sqlite_
 from app.store.database import Database, erase_replaced_data, migrate, open_database
 from app.upstream import TaskSource, UpstreamClient
 from app.upstream.circuit import Circuit
-from app.upstream.processes import UpstreamProcesses
 from app.upstream.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -160,12 +161,15 @@ async def _started(
         timeout=settings.upstream_timeout,
     )
     polls_from: TaskSource = upstream
-    poll_processes = None
-    if served is None and settings.poll_processes:
-        polls_from = poll_processes = UpstreamProcesses(
-            settings, count=settings.poll_processes, max_connections=_poll_concurrency(settings)
+    poster: WebhookPoster = TransportPoster(delivery_transport, timeout=settings.delivery_timeout)
+    http_processes = None
+    if served is None and settings.http_processes:
+        polls_from = http_processes = HttpProcesses(
+            settings, count=settings.http_processes, max_connections=_poll_concurrency(settings)
         )
-        await poll_processes.start()
+        if resolver is None:  # else webhooks are for names only this process can resolve
+            poster = http_processes
+        await http_processes.start()
     saver: Saver
     if served is not None:
         # The relay's own simulator is reached at an address that only this process learns.
@@ -209,8 +213,7 @@ async def _started(
     )
     deliverer = Deliverer(
         db=db,
-        transport=delivery_transport,
-        timeout=settings.delivery_timeout,
+        poster=poster,
         owner=owner,
         lease=settings.delivery_lease,
         retry_schedule=settings.retry_schedule,
@@ -257,8 +260,8 @@ async def _started(
     )
     await pruner.prepare()
     ticker.every(PRUNE, PRUNE_INTERVAL, pruner.run)
-    if poll_processes is not None:
-        await poll_processes.ready()
+    if http_processes is not None:
+        await http_processes.ready()
     ticker.start()
     clients = client_apps.ClientApps(db, key_box=key_box, secret_overlap=settings.secret_overlap)
     challenger = ownership.Challenger(
@@ -293,8 +296,8 @@ async def _started(
         await asyncio.gather(poller.drain(left()), capturer.drain(left()), deliverer.drain(left()))
         await leases.release_leases(db, owner=owner)
         await upstream_transport.aclose()
-        if poll_processes is not None:
-            await poll_processes.aclose()
+        if http_processes is not None:
+            await http_processes.aclose()
         await delivery_transport.aclose()
         await saver.aclose()
         await db.dispose()

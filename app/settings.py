@@ -56,7 +56,15 @@ class Settings(BaseSettings):
     callback_allowlist: Annotated[tuple[str, ...], NoDecode] = ()
     tick_interval: float = Field(0.5, gt=0)
     poll_concurrency: int = Field(1000, ge=1)
-    poll_processes: int = Field(0, ge=0, le=64)
+    http_processes: int = Field(
+        0,
+        ge=0,
+        le=64,
+        # Its name until the webhooks went through these processes too.
+        validation_alias=AliasChoices(
+            "RELAY_HTTP_PROCESSES", "RELAY_POLL_PROCESSES", "http_processes"
+        ),
+    )
     delivery_concurrency: int = Field(100, ge=1)
     shutdown_grace: float = Field(10.0, ge=0)
     simulator: bool = False

@@ -47,6 +47,7 @@ def settings(**values: Any) -> Settings:
         ("callback_allowlist", ()),
         ("tick_interval", 0.5),
         ("poll_concurrency", 1000),
+        ("http_processes", 0),
         ("delivery_concurrency", 100),
         ("shutdown_grace", 10.0),
         ("simulator", False),
@@ -114,6 +115,16 @@ def test_environment_names_are_not_case_sensitive(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("relay_poll_interval", "3")
 
     assert settings().poll_interval == 3.0
+
+
+def test_http_processes_are_still_read_from_their_former_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("RELAY_POLL_PROCESSES", "2")
+    assert settings().http_processes == 2
+
+    monkeypatch.setenv("RELAY_HTTP_PROCESSES", "3")
+    assert settings().http_processes == 3
 
 
 def test_a_dotenv_file_is_read_and_the_environment_wins(

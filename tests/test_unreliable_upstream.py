@@ -91,9 +91,9 @@ COURSES: dict[str, tuple[tuple[Answer, ...], str, str, str]] = {
 }
 
 
-@pytest.mark.parametrize("poll_processes", [0, 2], ids=["in-process", "poll-processes"])
+@pytest.mark.parametrize("http_processes", [0, 2], ids=["in-process", "http-processes"])
 async def test_every_watch_ends_with_exactly_one_correct_event_within_the_rate_budget(
-    start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks, poll_processes: int
+    start_relay: RelayFactory, flaky: FlakyUpstream, receiver: Hooks, http_processes: int
 ) -> None:
     hooks, callback = receiver
     flaky.failure_rate = 0.2
@@ -106,7 +106,7 @@ async def test_every_watch_ends_with_exactly_one_correct_event_within_the_rate_b
         not_found_grace=2,
         circuit_cooldown=0.3,
         upstream_rps=RPS,
-        poll_processes=poll_processes,
+        http_processes=http_processes,
         capture=False,  # polling is under test; capture has tests of its own
     ) as relay:
         watches = {

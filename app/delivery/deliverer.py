@@ -10,9 +10,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
-import httpx
-
-from app.delivery import callbacks
+from app.delivery.posting import Answer, WebhookPoster
 from app.delivery.signing import signature_headers
 from app.encryption import KeyBox, UndecryptableError
 from app.metrics import Metrics
@@ -20,13 +18,12 @@ from app.slots import Slots
 from app.store import client_apps, outbox
 from app.store.batching import Batcher
 from app.store.database import Database
-from app.transport import USER_AGENT, parsed_url, timeout_extension
+from app.transport import USER_AGENT
 from app.work import AttemptResult, DueEvent, Outcome
+from app.workers import WorkerExited
 
 log = logging.getLogger(__name__)
 
-#: How much of a receiver's answer is kept in the attempt log.
-EXCERPT_BYTES = 1024
 #: The Standard Webhooks way for a receiver to say "never send this again".
 GONE = 410
 #: A receiver's `Retry-After` is obeyed within these bounds, in seconds.
@@ -39,8 +36,10 @@ class Deliverer:
     those that end meanwhile: one transaction for the lot).
 
     Deliveries run as independent tasks rather than in batches, so one slow receiver holds one
-    slot, not everyone's turn. Where webhooks may go is the transport's to enforce
+    slot, not everyone's turn. Where webhooks may go is the poster's transport's to enforce
     (`pinning.PinnedTransport`): a destination it refuses is a failed attempt, "refused: …".
+
+    :param poster: sends each webhook, from this process or from HTTP processes.
 
     :param key_box: decrypts the client apps' signing secrets.
     :param on_slot_free: called when slots are free again while due events were left waiting
@@ -54,8 +53,7 @@ class Deliverer:
         self,
         *,
         db: Database,
-        transport: httpx.AsyncBaseTransport,
-        timeout: float,
+        poster: WebhookPoster,
         owner: str,
         lease: float,
         retry_schedule: Sequence[float],
@@ -70,8 +68,7 @@ class Deliverer:
         self._decrypt = functools.lru_cache(maxsize=1024)(
             functools.partial(key_box.decrypt, what=client_apps.SECRET_NAME)
         )
-        self._transport = transport
-        self._extensions = timeout_extension(timeout)
+        self._poster = poster
         self._owner = owner
         self._lease = lease
         self._schedule = tuple(retry_schedule)
@@ -150,10 +147,6 @@ class Deliverer:
     async def _attempt(self, event: DueEvent) -> AttemptResult:
         at = datetime.now(UTC)
         started = time.perf_counter()
-        status_code: int | None = None
-        error: str | None = None
-        excerpt: str | None = None
-        retry_after: float | None = None
         try:
             headers = {
                 "content-type": "application/json",
@@ -162,37 +155,20 @@ class Deliverer:
                     self._signing_secrets(event), message_id=event.id, body=event.payload, at=at
                 ),
             }
-            request = httpx.Request(
-                "POST",
-                parsed_url(event.callback_url),
-                content=event.payload.encode(),
-                headers=headers,
-                extensions=self._extensions,
-            )
-            response = await self._transport.handle_async_request(request)
-            try:
-                status_code = response.status_code
-                excerpt = await _read_excerpt(response)
-                if status_code in (429, 503):
-                    retry_after = _retry_after(response.headers.get("retry-after"), at)
-            finally:
-                await response.aclose()
-        except callbacks.CallbackRefused as exc:
-            error = f"refused: {exc}"
+            answer = await self._poster.post(event.callback_url, headers, event.payload.encode())
         except UndecryptableError as exc:
             # Not sent unsigned: the event follows its schedule, and `recover` sends it again
             # once the key is configured again.
             log.error("event not sent: %s", exc, extra=_ids(event))
-            error = f"not sent: {exc}"
-        except httpx.TimeoutException:
-            error = "timeout"
-        except httpx.TransportError as exc:
-            error = f"connection error: {type(exc).__name__}"
+            answer = Answer(None, error=f"not sent: {exc}")
+        except WorkerExited as exc:
+            answer = Answer(None, error=f"connection error: {exc}")
         except Exception as exc:
             # Recorded as a failed attempt so the event still follows its schedule to the end,
             # instead of being reclaimed and failing the same way forever.
             log.exception("delivery failed unexpectedly", extra=_ids(event))
-            error = f"internal error: {type(exc).__name__}"
+            answer = Answer(None, error=f"internal error: {type(exc).__name__}")
+        status_code, error = answer.status_code, answer.error
         if status_code == GONE:
             error = "HTTP 410: the receiver asked for no more deliveries of this event"
         elif status_code is not None and not 200 <= status_code < 300:
@@ -204,8 +180,8 @@ class Deliverer:
             duration_ms=round(elapsed * 1000),
             status_code=status_code,
             error=error,
-            response_excerpt=excerpt,
-            retry_after=retry_after,
+            response_excerpt=answer.excerpt,
+            retry_after=_retry_after(answer.retry_after, at),
         )
 
 
@@ -249,21 +225,3 @@ def _retry_after(value: str | None, now: datetime) -> float | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return (when - now).total_seconds()
-
-
-async def _read_excerpt(response: httpx.Response) -> str:
-    """Read no more of the answer than we keep: a receiver's body is not ours to buffer.
-
-    An answer that has no body (a 204, or a `Content-Length` of 0) is not read at all: going
-    through httpx's streaming to find it empty cost a tenth of a webhook's CPU.
-    """
-    if response.status_code == 204 or response.headers.get("content-length") == "0":
-        return ""
-    received = b""
-    async for chunk in response.aiter_bytes():
-        received += chunk
-        if len(received) >= EXCERPT_BYTES:
-            break
-    # A NUL is no text to PostgreSQL, which would refuse the attempt's record (and so the
-    # webhook would be sent again): kept as the replacement character, like undecodable bytes.
-    return received[:EXCERPT_BYTES].decode("utf-8", errors="replace").replace("\x00", "\ufffd")

@@ -82,7 +82,7 @@ class CapacityWatch:
             "polling is over capacity: polls go out %.1f s after they fall due, %.2f s later "
             "with every second; this relay polls %.0f/s, about %.0f %% of what falls due "
             "(%s/s). Every watch is polled about as late (oldest due first). With a core to "
-            "spare, add poll processes (RELAY_POLL_PROCESSES); else add replicas (on "
+            "spare, add HTTP processes (RELAY_HTTP_PROCESSES); else add replicas (on "
             "PostgreSQL) or lengthen RELAY_POLL_INTERVAL",
             delay,
             growth,

@@ -57,7 +57,7 @@ class UpstreamError(Exception):
 
 class TaskSource(Protocol):
     """Where polls learn a task's state: the upstream asked from the relay's process
-    (`UpstreamClient`) or from poll processes (`app.upstream.processes`)."""
+    (`UpstreamClient`) or from HTTP processes (`app.http_processes`)."""
 
     def key_for(self, api_key: str | None) -> str | None:
         """The key a request made with the watch's `api_key` (if any) is sent with."""

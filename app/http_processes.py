@@ -1,22 +1,27 @@
-"""Polls' requests sent from processes of their own (`RELAY_POLL_PROCESSES`), over `app.workers`.
+"""The relay's outgoing HTTP sent from processes of its own (`RELAY_HTTP_PROCESSES`), over
+`app.workers`: the polls' requests to the upstream, and the webhooks.
 
 One interpreter runs one thing at a time, and at 10,000 watches half of the relay's event loop
 goes to the upstream's exchanges: building each request, handing it to the HTTP client, reading
-and parsing the answer (docs/performance.md). In poll processes that half moves to other cores.
-The relay keeps all the rest (claims, leases, the schedule, the circuit, rate budgets, sizing,
-metrics and recording), so every guarantee of polling stays where it was, and only a task id
-and a parsed snapshot cross the socket for each poll.
+and parsing the answer (docs/performance.md); when many tasks end together, a webhook's POST
+costs as much again. In HTTP processes that work moves to other cores. The relay keeps all the
+rest (claims, leases, the schedule, the circuit, rate budgets, sizing, signing, retries,
+metrics and recording), so every guarantee of polling and delivery stays where it was, and only
+a task id and a parsed snapshot, or a signed webhook and the gist of its answer, cross the
+socket.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from app import logs, transport, workers
+from app.delivery import pinning
+from app.delivery.posting import Answer, TransportPoster
 from app.settings import Settings
 from app.upstream.client import UpstreamClient, UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import TaskError, TaskSnapshot, TaskStatus
@@ -28,15 +33,22 @@ _Error = tuple[str, str, int | None]
 #: enum and slots it reconstructs through generic reductions), twice for every poll.
 _Packed = tuple[Any, ...]
 
+#: The two kinds of request a process takes, first in each request's tuple.
+_FETCH = "fetch"
+_POST = "post"
 
-class UpstreamProcesses:
-    """Asks the upstream as `UpstreamClient.fetch` does, from `count` worker processes, each
-    with its share of `max_connections`; each poll goes to the one with the fewest in hand."""
+
+class HttpProcesses:
+    """Asks the upstream as `UpstreamClient.fetch` does, and posts webhooks as `TransportPoster`
+    does, from `count` worker processes; each request goes to the one with the fewest in hand.
+
+    :param max_connections: the polls' connections to the upstream, shared out among them.
+    """
 
     def __init__(self, settings: Settings, *, count: int, max_connections: int) -> None:
         share = math.ceil(max_connections / count)
         self._workers = [
-            workers.WorkerProcess(__name__, (settings, share), name="poll process")
+            workers.WorkerProcess(__name__, (settings, share), name="HTTP process")
             for _ in range(count)
         ]
         self._api_key = settings.upstream_key
@@ -53,9 +65,8 @@ class UpstreamProcesses:
         await asyncio.gather(*(worker.ready() for worker in self._workers))
 
     async def fetch(self, task_id: str, *, api_key: str | None = None) -> TaskSnapshot:
-        worker = min(self._workers, key=lambda worker: worker.in_flight)
         try:
-            ok, answer = await worker.ask((task_id, api_key))
+            ok, answer = await self._ask((_FETCH, task_id, api_key))
         except workers.WorkerExited as exc:
             raise UpstreamError(UpstreamErrorKind.CONNECTION, str(exc)) from None
         if ok:
@@ -63,28 +74,49 @@ class UpstreamProcesses:
         kind, message, status = answer
         raise UpstreamError(UpstreamErrorKind(kind), message, status)
 
+    async def post(self, url: str, headers: dict[str, str], body: bytes) -> Answer:
+        """:raises workers.WorkerExited: the process died with the webhook in hand, whether
+        or not it reached its receiver."""
+        return Answer(*await self._ask((_POST, url, headers, body)))
+
     async def aclose(self) -> None:
         await asyncio.gather(*(worker.aclose() for worker in self._workers))
 
+    async def _ask(self, request: tuple[Any, ...]) -> Any:
+        worker = min(self._workers, key=lambda worker: worker.in_flight)
+        return await worker.ask(request)
+
 
 @asynccontextmanager
-async def _polling(greeting: tuple[Settings, int]) -> AsyncIterator[workers.Handler]:
+async def _serving(greeting: tuple[Settings, int]) -> AsyncIterator[workers.Handler]:
     settings, max_connections = greeting
     logs.configure(settings)
     pool = transport.create_transport(max_connections=max_connections)
     client = UpstreamClient.from_settings(pool, settings, timeout=settings.upstream_timeout)
+    callbacks_transport = pinning.create_callback_transport(settings)
+    poster = TransportPoster(callbacks_transport, timeout=settings.delivery_timeout)
 
-    async def fetch(request: tuple[str, str | None]) -> tuple[bool, _Packed | _Error]:
-        task_id, api_key = request
+    async def fetch(task_id: str, api_key: str | None) -> tuple[bool, _Packed | _Error]:
         try:
             return True, _packed(await client.fetch(task_id, api_key=api_key))
         except UpstreamError as exc:
             return False, (exc.kind.value, exc.args[0], exc.status_code)
 
+    async def post(url: str, headers: dict[str, str], body: bytes) -> tuple[Any, ...]:
+        # A NamedTuple would cross as its class and fields; a plain tuple is cheaper to pickle.
+        return tuple(await poster.post(url, headers, body))
+
+    kinds: dict[str, Callable[..., Awaitable[Any]]] = {_FETCH: fetch, _POST: post}
+
+    async def handle(request: tuple[Any, ...]) -> Any:
+        kind, *arguments = request
+        return await kinds[kind](*arguments)
+
     try:
-        yield fetch
+        yield handle
     finally:
         await pool.aclose()
+        await callbacks_transport.aclose()
 
 
 def _packed(snapshot: TaskSnapshot) -> _Packed:
@@ -114,4 +146,4 @@ def _unpacked(packed: _Packed) -> TaskSnapshot:
 
 
 if __name__ == "__main__":
-    workers.serve(_polling)
+    workers.serve(_serving)
