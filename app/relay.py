@@ -243,7 +243,13 @@ async def _started(
         key_box=key_box,
         metrics=metrics,
         capture_timeout=settings.capture_timeout if settings.capture else None,
-        on_events=lambda: ticker.kick(CAPTURE, DELIVER),
+        # With capture off, polls write no captures: a claim of them at each write-back would
+        # find none (those left from when it was on are claimed at the ticks).
+        on_events=(
+            (lambda: ticker.kick(CAPTURE, DELIVER))
+            if settings.capture
+            else (lambda: ticker.kick(DELIVER))
+        ),
         on_slot_free=lambda: ticker.kick(POLL),
     )
     ticker.every_tick(POLL, poller.run)
