@@ -255,6 +255,30 @@ async def test_a_rotated_or_revoked_key_is_refused_at_once_by_every_replica(
     assert registration.json() == {"detail": "invalid API key"}
 
 
+async def test_requests_that_come_together_are_each_told_apart_by_their_own_key(
+    start_relay: RelayFactory,
+) -> None:
+    """Keys that arrive together are looked up together: each request still gets its own app,
+    or 401 for a key that is revoked, rotated away or unknown."""
+    async with (
+        start_relay(admin_token=ADMIN_TOKEN) as relay,
+        apps_on(relay, "shop", "blog", "gone") as (shop, blog, gone),
+    ):
+        revoked = await relay.http.post(f"/v1/admin/clients/{gone.id}/revoke", headers=ADMIN)
+        assert revoked.status_code == 200
+        keys = [shop.api_key, blog.api_key, gone.api_key, "rk_" + "x" * 43, API_KEY] * 20
+
+        async def whoami(api_key: str) -> tuple[int, str | None]:
+            auth = {"Authorization": f"Bearer {api_key}"}
+            response = await relay.http.get("/v1/client", headers=auth)
+            return response.status_code, response.json().get("name")
+
+        answers = await asyncio.gather(*(whoami(key) for key in keys))
+
+    expected = [(200, "shop"), (200, "blog"), (401, None), (401, None), (200, "default")] * 20
+    assert answers == expected
+
+
 @pytest.mark.parametrize(
     ("method", "path", "body"),
     [
