@@ -99,13 +99,16 @@ class Deliverer:
         await self._slots.drain(grace)
 
     async def _deliver(self, event: DueEvent) -> None:
+        """The slot is given back once the attempt is over; the event stays leased until its
+        outcome is recorded. Held through the recording, which on PostgreSQL waits on the
+        server, the slots capped deliveries at their number over that wait (768 a second)."""
         try:
-            await self._deliver_and_record(event)
+            result = await self._attempt(event)
         finally:
             self._slots.give_back()
+        await self._record(event, result)
 
-    async def _deliver_and_record(self, event: DueEvent) -> None:
-        result = await self._attempt(event)
+    async def _record(self, event: DueEvent, result: AttemptResult) -> None:
         retry_at = None if result.delivered else self._next_attempt(event, result)
         outcome = "delivered" if result.delivered else ("retry" if retry_at else "dead")
         self._metrics.deliveries.labels(outcome=outcome).inc()
