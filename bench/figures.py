@@ -556,7 +556,7 @@ class CpuSample:
     machine: tuple[float, float] | None
     #: The PostgreSQL server's, with `--database` (None otherwise).
     database: float | None = None
-    #: The part of `relay` its worker processes (capture, polls) used.
+    #: The part of `relay` its worker processes (capture, HTTP) used.
     workers: float | None = None
 
 
@@ -659,7 +659,7 @@ def memory(
     report.notes.append(f"memory and restart: {active:,} watches were active at the end of the run")
     if children is not None:
         report.notes.append(
-            f"memory: the relay's RSS counts its worker processes (capture, polls), which peaked "
+            f"memory: the relay's RSS counts its worker processes (capture, HTTP), which peaked "
             f"at {children:.0f} MB together"
         )
 

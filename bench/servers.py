@@ -155,7 +155,7 @@ class Server:
 
     def rss_mb(self, *, children_only: bool = False) -> float | None:
         """Resident memory (VmRSS) of the process and its children (the relay's capture
-        and poll processes), or of its children alone, in MB; None once they are gone."""
+        and HTTP processes), or of its children alone, in MB; None once they are gone."""
         total = 0
         for pid in self._with_children()[1 if children_only else 0 :]:
             try:
