@@ -79,6 +79,13 @@ class RelayClient:
         watch = await self.register(await upstream.submit(polls=1), callback_url)
         return await self.wait_for_state(watch["id"], state)
 
+    async def attempts(self, watch_id: str) -> list[dict[str, Any]]:
+        """The watch's delivery attempts, oldest first."""
+        response = await self.http.get(f"/v1/watches/{watch_id}/attempts")
+        assert response.status_code == 200, response.text
+        found: list[dict[str, Any]] = response.json()["data"]
+        return found
+
     async def get(self, watch_id: str) -> dict[str, Any]:
         response = await self.http.get(f"/v1/watches/{watch_id}")
         assert response.status_code == 200, response.text

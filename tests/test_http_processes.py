@@ -8,24 +8,16 @@ import asyncio
 import os
 import signal
 from pathlib import Path
-from typing import Any
 
 from standardwebhooks import Webhook
 
-from tests.conftest import SIGNING_SECRET, UPSTREAM_KEY, RelayClient, RelayFactory, Upstream
+from tests.conftest import SIGNING_SECRET, UPSTREAM_KEY, RelayFactory, Upstream
 from tests.flaky_upstream import HANG, FlakyUpstream, task
 from tests.processes import child_processes, ended, relay_process
 from tests.receiver import Answer, Receiver
 
 Hooks = tuple[Receiver, str]
 HTTP_PROCESS = "app.http_processes"
-
-
-async def attempts(relay: RelayClient, watch_id: str) -> list[dict[str, Any]]:
-    response = await relay.http.get(f"/v1/watches/{watch_id}/attempts")
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()["data"]
-    return found
 
 
 async def test_each_poll_is_sent_with_its_watchs_own_upstream_key_or_else_the_relays(
@@ -111,7 +103,7 @@ async def test_webhooks_go_out_from_the_http_processes_and_every_answer_is_recor
     async with start_relay(http_processes=1, delivery_timeout=0.5) as relay:
         watch = await relay.register(await upstream.submit(polls=1), callback)
         done = await relay.wait_for_state(watch["id"], "completed", within=20)
-        log = await attempts(relay, watch["id"])
+        log = await relay.attempts(watch["id"])
 
     assert [(a["status_code"], a["error"]) for a in log] == [
         (500, "HTTP 500"),
@@ -140,7 +132,7 @@ async def test_an_http_process_killed_with_a_webhook_in_hand_costs_a_retry_not_t
         [process] = child_processes(os.getpid(), HTTP_PROCESS)
         os.kill(process, signal.SIGKILL)
         done = await relay.wait_for_state(watch["id"], "completed", within=20)
-        log = await attempts(relay, watch["id"])
+        log = await relay.attempts(watch["id"])
 
     assert log[0]["status_code"] is None
     assert log[0]["error"].startswith("connection error: the HTTP process exited")

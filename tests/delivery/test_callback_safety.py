@@ -4,11 +4,10 @@ registration, not at delivery, not by a name whose answer changes in between."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import httpx
 
-from tests.conftest import RelayClient, RelayFactory, Upstream
+from tests.conftest import RelayFactory, Upstream
 from tests.delivery.test_callbacks import (
     EMBEDDED_IPV4_URLS,
     ODD_SPELLINGS,
@@ -20,13 +19,6 @@ from tests.receiver import Receiver
 
 Hooks = tuple[Receiver, str]
 NAME = "hooks.relay-test.invalid"
-
-
-async def attempts(relay: RelayClient, watch_id: str) -> list[dict[str, Any]]:
-    response = await relay.http.get(f"/v1/watches/{watch_id}/attempts")
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()["data"]
-    return found
 
 
 async def test_every_form_of_a_non_public_address_is_refused_at_registration(
@@ -125,7 +117,7 @@ async def test_a_name_that_turns_to_loopback_after_registration_never_reaches_it
         assert resolver.asked == []  # registration judged the URL as written
         resolver.answers[NAME] = ["127.0.0.1"]
         failed = await relay.wait_for_state(watch["id"], "failed")
-        log = await attempts(relay, watch["id"])
+        log = await relay.attempts(watch["id"])
 
     assert hooks.received == []
     assert len(log) == 4  # the first attempt and three retries, all refused

@@ -18,13 +18,6 @@ from tests.servers import serve
 Hooks = tuple[Receiver, str]
 
 
-async def attempts(relay: RelayClient, watch_id: str) -> list[dict[str, Any]]:
-    response = await relay.http.get(f"/v1/watches/{watch_id}/attempts")
-    assert response.status_code == 200, response.text
-    found: list[dict[str, Any]] = response.json()["data"]
-    return found
-
-
 async def test_every_attempt_is_logged_with_its_outcome(
     relay: RelayClient, upstream: Upstream, receiver: Hooks
 ) -> None:
@@ -33,7 +26,7 @@ async def test_every_attempt_is_logged_with_its_outcome(
     watch = await relay.register(await upstream.submit(polls=1), callback)
     done = await relay.wait_for_state(watch["id"], "completed")
 
-    log = await attempts(relay, watch["id"])
+    log = await relay.attempts(watch["id"])
     assert [a["status_code"] for a in log] == [500, 502, 204]
     assert [a["error"] for a in log] == ["HTTP 500", "HTTP 502", None]
     assert log[0]["response_excerpt"] == "answer 500"
@@ -59,7 +52,7 @@ async def test_answers_without_a_body_leave_the_connection_to_the_next_webhook(
         watch_ids.append(watch["id"])
 
     assert len({hook.peer for hook in hooks.received}) == 1
-    [attempt] = await attempts(relay, watch_ids[1])
+    [attempt] = await relay.attempts(watch_ids[1])
     assert attempt["status_code"] == 200
     assert (attempt["response_excerpt"], attempt["error"]) == ("", None)
 
@@ -75,7 +68,7 @@ async def test_a_receivers_answer_with_nul_bytes_is_kept_without_them_and_sent_o
     await relay.wait_for_state(watch["id"], "completed")
     await asyncio.sleep(0.5)
 
-    [attempt] = await attempts(relay, watch["id"])
+    [attempt] = await relay.attempts(watch["id"])
     assert attempt["response_excerpt"] == "ok\ufffddone"
     assert len(hooks.received) == 1
 
@@ -92,7 +85,7 @@ async def test_410_gone_stops_delivery_at_once(
     assert len(hooks.received) == 1
     assert failed["event"]["state"] == "failed"
     assert "410" in failed["event"]["last_error"]
-    [attempt] = await attempts(relay, watch["id"])
+    [attempt] = await relay.attempts(watch["id"])
     assert attempt["next_attempt_at"] is None
 
 
@@ -108,7 +101,7 @@ async def test_a_redirect_is_a_failure_and_is_not_followed(
     failed = await relay.wait_for_state(watch["id"], "failed")
     assert {hook.path for hook in hooks.received} == {"/hooks"}
     assert failed["event"]["last_status_code"] == 307
-    assert [a["error"] for a in await attempts(relay, watch["id"])] == ["HTTP 307"] * 4
+    assert [a["error"] for a in await relay.attempts(watch["id"])] == ["HTTP 307"] * 4
 
 
 async def test_a_receiver_slower_than_the_timeout_is_retried(
@@ -119,7 +112,7 @@ async def test_a_receiver_slower_than_the_timeout_is_retried(
     async with start_relay(delivery_timeout=0.3) as relay:
         watch = await relay.register(await upstream.submit(polls=1), callback)
         done = await relay.wait_for_state(watch["id"], "completed")
-        log = await attempts(relay, watch["id"])
+        log = await relay.attempts(watch["id"])
     assert [a["error"] for a in log] == ["timeout", None]
     assert log[0]["status_code"] is None
     assert done["event"]["attempts"] == 2
@@ -165,11 +158,11 @@ async def test_a_receiver_that_is_down_for_a_while_gets_the_webhook_when_back(
             await upstream.submit(polls=1), f"http://127.0.0.1:{port}/hooks"
         )
         async with asyncio.timeout(10):
-            while len(await attempts(relay, watch["id"])) < 2:  # noqa: ASYNC110
+            while len(await relay.attempts(watch["id"])) < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.05)
         async with serve(hooks.app, port=port):
             done = await relay.wait_for_state(watch["id"], "completed")
-        log = await attempts(relay, watch["id"])
+        log = await relay.attempts(watch["id"])
     assert len(hooks.received) == 1
     assert log[0]["error"].startswith("connection error")
     assert log[-1]["status_code"] == 204
