@@ -27,6 +27,8 @@ Hooks = tuple[Receiver, str]
 JSON = {"Content-Type": "application/json"}
 POLL_INTERVAL = 0.2
 RETRY_AFTER = 0.5
+#: How far the relay's and the simulator's readings of the same moment may differ, in seconds.
+CLOCKS = 0.05
 
 
 class Scrape:
@@ -133,7 +135,7 @@ async def test_a_watch_from_registration_to_its_webhook_moves_every_metric_it_sh
     assert after("relay_upstream_circuit", relay_upstream_circuit="closed") == 1
 
 
-async def test_the_detection_lag_is_within_a_poll_interval_of_the_true_one(
+async def test_without_a_completion_time_the_task_is_taken_to_end_midway_between_two_polls(
     start_relay: RelayFactory, receiver: Hooks
 ) -> None:
     """The simulator's answers carry no completion time: the relay takes the midpoint between
@@ -152,9 +154,13 @@ async def test_the_detection_lag_is_within_a_poll_interval_of_the_true_one(
 
     true_lag = polled_at(done) - ended_at(app, task_id)
     assert metrics("relay_detection_lag_seconds_count", source="midpoint") == 1
-    assert abs(metrics("relay_detection_lag_seconds_sum", source="midpoint") - true_lag) <= (
-        POLL_INTERVAL
-    )
+    # Half the gap between the two polls, so the true lag lies between nothing and the whole
+    # gap; the gap is a poll interval only while polls are on time (a busy machine delays them).
+    estimate = metrics("relay_detection_lag_seconds_sum", source="midpoint")
+    assert -CLOCKS <= true_lag <= 2 * estimate + CLOCKS
+    # and the poll before the last came after the registration
+    registered = datetime.fromisoformat(watch["created_at"]).timestamp()
+    assert estimate <= (polled_at(done) - registered) / 2 + CLOCKS
 
 
 async def test_the_detection_lag_counts_from_the_upstreams_own_completion_time(
