@@ -224,6 +224,9 @@ async def _started(
         on_slot_free=lambda: ticker.kick(DELIVER),
         on_due_in=lambda delay: ticker.kick_in(DELIVER, delay),
     )
+    # With capture off, polls write no captures: a claim of them at each write-back would find
+    # none (those left from when it was on are claimed at the ticks).
+    after_write_back = (CAPTURE, DELIVER) if settings.capture else (DELIVER,)
     poller = Poller(
         db=db,
         upstream=polls_from,
@@ -243,13 +246,7 @@ async def _started(
         key_box=key_box,
         metrics=metrics,
         capture_timeout=settings.capture_timeout if settings.capture else None,
-        # With capture off, polls write no captures: a claim of them at each write-back would
-        # find none (those left from when it was on are claimed at the ticks).
-        on_events=(
-            (lambda: ticker.kick(CAPTURE, DELIVER))
-            if settings.capture
-            else (lambda: ticker.kick(DELIVER))
-        ),
+        on_events=lambda: ticker.kick(*after_write_back),
         on_slot_free=lambda: ticker.kick(POLL),
     )
     ticker.every_tick(POLL, poller.run)

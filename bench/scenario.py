@@ -301,8 +301,9 @@ class Run:
         report = self.report
         downloads: list[list[Any]] = up_stats["downloads"]
         windows = _capture_windows(downloads, ups_tasks, end)
+        batch_ended = batch_end(config, start)
         burst = (
-            figures.burst_window(ups_tasks, rx_stats["arrivals"], ended_at=batch_end(config, start))
+            figures.burst_window(ups_tasks, rx_stats["arrivals"], ended_at=batch_ended)
             if config.burst
             else None
         )
@@ -337,9 +338,7 @@ class Run:
             )
             figures.captured_files(report, rx_final["captures"], size=size, checked=checked)
         if config.burst:
-            figures.burst_webhooks(
-                report, ups_tasks, rx_stats["arrivals"], ended_at=batch_end(config, start)
-            )
+            figures.burst_webhooks(report, ups_tasks, rx_stats["arrivals"], ended_at=batch_ended)
         else:
             figures.delivery_throughput(
                 report,

@@ -40,7 +40,6 @@ class Deliverer:
     (`pinning.PinnedTransport`): a destination it refuses is a failed attempt, "refused: …".
 
     :param poster: sends each webhook, from this process or from HTTP processes.
-
     :param key_box: decrypts the client apps' signing secrets.
     :param on_slot_free: called when slots are free again while due events were left waiting
         for them, so they are claimed at once rather than at the next tick.

@@ -46,22 +46,25 @@ SECRET_NAME = "the client app's signing secret"
 _IN_CLEAR = "whsec_"
 
 
+#: The app is not revoked.
+_NOT_REVOKED = clients.c.revoked_at.is_(None)
+
+
 def _holding(digest: str | BindParameter[str]) -> tuple[ColumnElement[bool], ...]:
     """An app holds the key of this digest: it is its current key, and the app not revoked."""
-    return clients.c.api_key_hash == digest, clients.c.revoked_at.is_(None)
+    return clients.c.api_key_hash == digest, _NOT_REVOKED
 
 
+#: Who holds a key, as `_KeyOwner` reads it.
+_KEY_OWNERS = select(clients.c.id, clients.c.name, clients.c.api_key_hash)
 #: The app whose API key has this digest, unless it was revoked (the unique index on the digest
 #: makes this one index lookup).
-_BY_KEY_HASH = select(clients.c.id, clients.c.name, clients.c.api_key_hash).where(
-    *_holding(bindparam("digest"))
-)
+_BY_KEY_HASH = _KEY_OWNERS.where(*_holding(bindparam("digest")))
 #: The same, as SQLite's own driver takes it (one positional parameter).
 _BY_KEY_HASH_SQLITE = str(_BY_KEY_HASH.compile(dialect=sqlite.dialect()))
 #: The apps holding any of these digests: the lookups of requests that came together.
-_BY_KEY_HASHES = select(clients.c.id, clients.c.name, clients.c.api_key_hash).where(
-    clients.c.api_key_hash.in_(bindparam("digests", expanding=True)),
-    clients.c.revoked_at.is_(None),
+_BY_KEY_HASHES = _KEY_OWNERS.where(
+    clients.c.api_key_hash.in_(bindparam("digests", expanding=True)), _NOT_REVOKED
 )
 #: A row of any shape.
 _Row = Row[*tuple[Any, ...]]
