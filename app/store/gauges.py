@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from app.states import CaptureState, EventState, WatchState
+from app.states import CaptureState, WatchState
 from app.store import leases, outbox
 from app.store.database import transaction
 from app.store.tables import captures, events, watches
@@ -37,7 +37,7 @@ _OLDEST_DUE_POLL = (
     .limit(1)
 )
 #: Webhooks still to deliver, due or waiting for a retry.
-_PENDING_EVENTS = select(func.count()).where(events.c.state == EventState.PENDING)
+_PENDING_EVENTS = select(func.count()).where(outbox.PENDING)
 #: Webhooks the deliverer would claim now, and when the one longest due fell due.
 _DUE_EVENTS = select(func.count(), func.min(events.c.next_attempt_at)).where(
     *outbox.DUE, leases.unleased(events)

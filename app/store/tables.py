@@ -112,6 +112,14 @@ watches = Table(
     Index("ix_watches_finished", "updated_at", sqlite_where=FINISHED, postgresql_where=FINISHED),
 )
 
+#: Events still to deliver; of those, never attempted yet, and retried. In literals, as
+#: `FINISHED`, and PostgreSQL too needs them so: it can use a partial index only for a condition
+#: it sees as a constant, which a bound parameter is not in the generic plan of a prepared
+#: statement.
+PENDING_EVENT = text("state = 'pending'")
+FRESH_EVENT = text("state = 'pending' AND attempts = 0")
+RETRIED_EVENT = text("state = 'pending' AND attempts > 0")
+
 #: The outbox: a webhook to deliver, written in the same transaction as the status that caused
 #: it. `payload` is frozen at creation so every attempt sends byte-identical content.
 events = Table(
@@ -134,8 +142,40 @@ events = Table(
     Column("last_error", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("delivered_at", UTCDateTime, nullable=True),
-    Index("ix_events_due", "state", "next_attempt_at"),
-    Index("ix_events_first_due", "state", "attempts", "next_attempt_at"),
+    # The deliverer's (`outbox.py`): pending events in the order they fall due; of those, first
+    # attempts and retries apart, for the claims; and each watch's pending events, which a claim
+    # looks up for every event it considers. Partial, so that they hold pending events only,
+    # however many were delivered; and so of no use to a statement that has the state as a
+    # parameter, which a planner cannot match to their condition: a write-back of an event by
+    # its id (`id = … AND state = …`) has only the primary key to choose. PostgreSQL, planning
+    # one before it had statistics, once chose an index of every event by state instead, and
+    # read all the pending ones for each write-back.
+    Index(
+        "ix_events_pending_due",
+        "state",
+        "next_attempt_at",
+        sqlite_where=PENDING_EVENT,
+        postgresql_where=PENDING_EVENT,
+    ),
+    Index(
+        "ix_events_fresh_due",
+        "next_attempt_at",
+        sqlite_where=FRESH_EVENT,
+        postgresql_where=FRESH_EVENT,
+    ),
+    Index(
+        "ix_events_retry_due",
+        "next_attempt_at",
+        sqlite_where=RETRIED_EVENT,
+        postgresql_where=RETRIED_EVENT,
+    ),
+    Index(
+        "ix_events_pending_watch_id_seq",
+        "watch_id",
+        "seq",
+        sqlite_where=PENDING_EVENT,
+        postgresql_where=PENDING_EVENT,
+    ),
     Index("ix_events_watch_id_seq", "watch_id", "seq"),
     Index("ix_events_client_id_state", "client_id", "state"),
     # Deliveries of the last hour and day, for the console's overview.

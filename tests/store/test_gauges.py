@@ -18,7 +18,7 @@ from app.store.tables import watches
 from app.upstream import UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import parse_snapshot
 from tests.conftest import ENCRYPTION_KEY
-from tests.store.test_query_plans import recorded
+from tests.store.statements import recorded
 
 OWNER = "own_gauges"
 POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)

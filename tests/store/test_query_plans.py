@@ -11,14 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event
 
 from app.encryption import KeyBox
 from app.polling.policy import PollPolicy
@@ -28,6 +25,7 @@ from app.upstream import UpstreamError, UpstreamErrorKind
 from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, Outcome
 from tests.conftest import ENCRYPTION_KEY
+from tests.store.statements import recorded, walks
 
 OWNER = "own_plans"
 WATCHES = 300
@@ -35,8 +33,6 @@ POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)
 RUNNING = parse_snapshot({"task_id": "t", "status": "in_progress", "progress": 40})
 ENDED = parse_snapshot({"task_id": "t", "status": "succeeded", "video_url": "https://x.test/v"})
 BROKEN = UpstreamError(UpstreamErrorKind.SERVER_ERROR, "bad gateway", 502)
-
-Executed = list[tuple[str, Any]]
 
 
 @pytest.fixture
@@ -50,23 +46,6 @@ async def db(path: Path) -> AsyncIterator[Database]:
     await migrate(db)
     yield db
     await db.dispose()
-
-
-@contextmanager
-def recorded() -> Iterator[Executed]:
-    """Every statement run meanwhile, with its first set of parameters."""
-    executed: Executed = []
-
-    def record(
-        _conn: Any, _cursor: Any, statement: str, parameters: Any, _ctx: Any, many: bool
-    ) -> None:
-        executed.append((statement, parameters[0] if many else parameters))
-
-    event.listen(Engine, "before_cursor_execute", record)
-    try:
-        yield executed
-    finally:
-        event.remove(Engine, "before_cursor_execute", record)
 
 
 async def poll_and_deliver_once(db: Database) -> None:
@@ -114,11 +93,6 @@ async def register_one_by_one(db: Database, client_id: str) -> None:
             metadata=None,
             expires_after=3600,
         )
-
-
-def walks(plan_step: str) -> bool:
-    """A step that reads a whole table, or every row of one state (`(state=?)` and no more)."""
-    return plan_step.startswith("SCAN ") or plan_step.endswith("(state=?)")
 
 
 async def test_no_statement_of_polling_or_delivery_walks_a_table(db: Database, path: Path) -> None:

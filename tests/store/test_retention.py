@@ -39,7 +39,7 @@ from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, Outcome
 from tests.conftest import ENCRYPTION_KEY, RelayFactory, Upstream
 from tests.receiver import Receiver
-from tests.store.test_query_plans import recorded, walks
+from tests.store.statements import recorded, walks
 
 RETENTION = timedelta(days=30)
 #: Past the retention, and just short of it.

@@ -1,0 +1,181 @@
+"""On PostgreSQL, a claim of due webhooks costs what it claims, whatever the planner believes.
+
+The relay prepares its statements, and after five runs PostgreSQL may keep a generic plan, made
+from the statistics of the moment. A relay started on a new database plans its claims while the
+`events` table is empty; with autovacuum off, or before it has analyzed the table, that plan is
+kept when thousands of webhooks are pending. The claim then read every pending event for each one
+it considered: 27 s for one claim in a backlog of 8,000 (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import pytest
+from sqlalchemy.engine import make_url
+
+from app.store import outbox
+from app.store.database import Database
+from app.work import AttemptResult, Outcome
+from tests.store.statements import recorded
+
+OWNER = "own_plans"
+PENDING = 3_000
+LIMIT = 25
+#: Rows a claim may read per pending event, planned without statistics: the event, and the first
+#: pending event of its watch (never every pending event again for each one).
+ROWS_PER_PENDING_EVENT = 3
+#: Rows a claim may read per event it considers, planned with statistics: the event, the first
+#: pending event of its watch, and the event again to lease it.
+ROWS_PER_CONSIDERED_EVENT = 3
+#: What reads a table's rows, in a plan.
+SCANS = frozenset({"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan"})
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+
+
+@pytest.fixture
+async def server(db: Database, database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A session of its own on the migrated database, as a replica's would be."""
+    url = make_url(database_url).set(drivername="postgresql")
+    connection = await asyncpg.connect(url.render_as_string(hide_password=False))
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def add_pending_events(connection: asyncpg.Connection, client_id: str, count: int) -> None:
+    """`count` watches whose task has ended, each with its final webhook due and never tried."""
+    await connection.execute(
+        """
+        INSERT INTO watches (id, client_id, task_id, callback_url, event_seq, state, poll_count,
+                             created_at, updated_at, deadline_at)
+        SELECT 'w_' || n, $1, 'video_' || n, 'https://receiver.test/hooks', 1, 'notifying', 1,
+               now(), now(), now() + interval '1 hour'
+        FROM generate_series(1, $2) AS n
+        """,
+        client_id,
+        count,
+    )
+    await connection.execute(
+        """
+        INSERT INTO events (id, watch_id, client_id, seq, type, callback_url, payload, state,
+                            attempts, round_start, next_attempt_at, created_at)
+        SELECT 'ev_' || n, 'w_' || n, $1, 1, 'task.succeeded', 'https://receiver.test/hooks',
+               '{}', 'pending', 0, 0, now() - interval '1 second', now()
+        FROM generate_series(1, $2) AS n
+        """,
+        client_id,
+        count,
+    )
+
+
+async def fresh_claim(db: Database) -> tuple[str, Any]:
+    """The statement that claims webhooks never tried yet, as the store sends it."""
+    with recorded() as executed:
+        await outbox.claim_due_events(db, owner=OWNER, lease=30, limit=LIMIT)
+    return executed[0]
+
+
+@dataclass(frozen=True)
+class PreparedStatement:
+    """A statement prepared on a session, in the plan PostgreSQL keeps for it: the generic plan,
+    which it comes to after five runs (forced here), made from the tables as they were then."""
+
+    connection: asyncpg.Connection
+    name: str
+    #: EXECUTE takes no bound parameters: each argument is written out, as a literal.
+    arguments: str
+
+    @classmethod
+    async def run_once(
+        cls, connection: asyncpg.Connection, name: str, statement: str, parameters: Any
+    ) -> PreparedStatement:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE {name} AS {statement}")
+        literals = [
+            await connection.fetchval("SELECT quote_nullable($1::text)", _text(value))
+            for value in parameters
+        ]
+        prepared = cls(connection, name, ", ".join(literals))
+        await connection.execute(f"EXECUTE {name}({prepared.arguments})")
+        return prepared
+
+    async def run_again(self) -> dict[str, Any]:
+        """Run it again in the plan it was given: the plan, with what each step read."""
+        found = await self.connection.fetchval(
+            f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {self.name}({self.arguments})"
+        )
+        plan: dict[str, Any] = json.loads(found)[0]["Plan"]
+        return plan
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
+def rows_read(plan: dict[str, Any]) -> float:
+    """Rows the scans of `plan` and of its subplans read, kept or filtered out, in all their
+    loops (a count that does not depend on how the rows lie on pages, as buffers do)."""
+    read = sum(rows_read(step) for step in plan.get("Plans", ()))
+    if plan["Node Type"] in SCANS:
+        per_loop = plan["Actual Rows"] + plan.get("Rows Removed by Filter", 0)
+        read += per_loop * plan["Actual Loops"]
+    return read
+
+
+async def test_a_claim_planned_on_an_empty_table_reads_each_pending_event_at_most_once(
+    db: Database, server: asyncpg.Connection, client_id: str
+) -> None:
+    claim = await PreparedStatement.run_once(server, "claim", *await fresh_claim(db))
+    await add_pending_events(server, client_id, PENDING)
+
+    plan = await claim.run_again()
+
+    assert plan["Actual Rows"] == LIMIT
+    assert rows_read(plan) <= ROWS_PER_PENDING_EVENT * PENDING, json.dumps(plan, indent=1)
+
+
+async def test_a_claim_planned_with_statistics_reads_only_about_what_it_claims(
+    db: Database, server: asyncpg.Connection, client_id: str
+) -> None:
+    await add_pending_events(server, client_id, PENDING)
+    await server.execute("ANALYZE")
+    claim = await PreparedStatement.run_once(server, "claim", *await fresh_claim(db))
+
+    plan = await claim.run_again()
+
+    assert plan["Actual Rows"] == LIMIT
+    # It considers the events it claims, and steps over those the first run leased.
+    considered = 2 * LIMIT
+    assert rows_read(plan) <= ROWS_PER_CONSIDERED_EVENT * considered, json.dumps(plan, indent=1)
+
+
+async def test_the_write_backs_of_an_attempt_planned_on_an_empty_table_read_only_their_rows(
+    db: Database, server: asyncpg.Connection, client_id: str
+) -> None:
+    """Each write-back names its event (and its watch) by id; planned with no statistics, one
+    once took an index of pending events by state instead, and read them all for each event."""
+    await add_pending_events(server, client_id, 1)
+    [event] = (await outbox.claim_due_events(db, owner=OWNER, lease=30, limit=1)).events
+    delivered = AttemptResult(datetime.now(UTC), 5, 204, None, "")
+    with recorded() as executed:
+        await outbox.record_attempts(
+            db, owner=OWNER, outcomes=[Outcome(event, delivered, retry_at=None)]
+        )
+    write_backs = [
+        await PreparedStatement.run_once(server, f"write_back_{n}", statement, parameters)
+        for n, (statement, parameters) in enumerate(executed)
+    ]
+    await server.execute("DELETE FROM attempts; DELETE FROM events; DELETE FROM watches")
+    await add_pending_events(server, client_id, PENDING)
+
+    for write_back in write_backs:
+        plan = await write_back.run_again()
+        assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
