@@ -14,22 +14,22 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, func, select
 
 from app.states import CaptureState, WatchState
-from app.store import leases, outbox
+from app.store import leases, outbox, polls
 from app.store.database import transaction
-from app.store.tables import captures, events, watches
+from app.store.tables import UNFINISHED, captures, events, watches
 
 #: The states of a watch that still has work ahead of it.
 LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
 
 #: Live watches by state, from the index that claims polls (state first).
 _WATCHES_BY_STATE = (
-    select(watches.c.state, func.count()).where(watches.c.state.in_(LIVE)).group_by(watches.c.state)
+    select(watches.c.state, func.count()).where(UNFINISHED).group_by(watches.c.state)
 )
 #: When the watch longest due for a poll, and not being polled, fell due.
 _OLDEST_DUE_POLL = (
     select(watches.c.next_poll_at)
     .where(
-        watches.c.state == WatchState.ACTIVE,
+        polls.ACTIVE,
         watches.c.next_poll_at <= leases.NOW,
         leases.unleased(watches),
     )

@@ -11,7 +11,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, Float, String, bindparam, func, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Float,
+    String,
+    bindparam,
+    func,
+    insert,
+    literal_column,
+    select,
+    update,
+)
 
 from app.delivery import webhooks
 from app.states import WatchState
@@ -46,7 +56,10 @@ _DUE_WATCH_COLUMNS = (
     watches.c.event_seq,
     func.coalesce(watches.c.last_polled_at, watches.c.created_at),
 )
-_DUE = (watches.c.state == WatchState.ACTIVE, watches.c.next_poll_at <= leases.NOW)
+#: Active watches, the state written into the statements rather than bound, as PostgreSQL must
+#: see it to match the partial index of live watches (`tables.UNFINISHED`).
+ACTIVE = watches.c.state == literal_column(f"'{WatchState.ACTIVE}'")
+_DUE = (ACTIVE, watches.c.next_poll_at <= leases.NOW)
 
 #: Claim the active watches due for a poll, oldest due first.
 _CLAIM = leases.claim(watches, *_DUE, order_by=watches.c.next_poll_at, returning=_DUE_WATCH_COLUMNS)

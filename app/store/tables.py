@@ -51,6 +51,8 @@ clients = Table(
 #: word for word; and as `NOT IN`, because SQLite reads `state IN (…)` as lookups in
 #: `ix_watches_due` instead, then sorts every finished watch.
 FINISHED = text("state NOT IN ('active', 'capturing', 'notifying')")
+#: Watches still live: the others.
+UNFINISHED = text("state IN ('active', 'capturing', 'notifying')")
 
 #: A task being watched for one client. `next_poll_at` and the lease columns make it work
 #: that any replica can claim (see `leases.py`). `poll_interval` is the client's own interval
@@ -85,7 +87,14 @@ watches = Table(
     Column("consecutive_errors", Integer, nullable=False, server_default=text("0")),
     Column("consecutive_refusals", Integer, nullable=False, server_default=text("0")),
     Column("upstream_api_key_encrypted", Text, nullable=True),
-    Index("ix_watches_due", "state", "next_poll_at"),
+    # Live watches by state and when they are due: the claims of polls, the gauges. Partial on
+    # PostgreSQL, so that a write-back of a watch by its id (`id = … AND state = …`, the state a
+    # parameter, which the planner cannot match to the condition) has only the primary key to
+    # choose: planned while there were a handful of watches, one chose this index, and read
+    # every active watch for each poll written back (`outbox.PENDING` tells the same of events).
+    # SQLite plans every statement alike, by its shape, and matches a partial index only to a
+    # condition written exactly as the index's: the claim's `state = 'active'` would not be.
+    Index("ix_watches_due", "state", "next_poll_at", postgresql_where=UNFINISHED),
     Index("ix_watches_client_id_id", "client_id", "id"),
     # Counts a client's live watches (the cap) from the index alone.
     Index("ix_watches_client_id_state", "client_id", "state"),

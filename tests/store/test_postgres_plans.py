@@ -19,12 +19,15 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.store import outbox
+from app.polling.policy import PollPolicy
+from app.store import outbox, polls
 from app.store.database import Database
+from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, Outcome
 from tests.store.statements import recorded
 
 OWNER = "own_plans"
+POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)
 PENDING = 3_000
 LIMIT = 25
 #: Rows a claim may read per pending event, planned without statistics: the event, and the first
@@ -50,19 +53,28 @@ async def server(db: Database, database_url: str) -> AsyncIterator[asyncpg.Conne
         await connection.close()
 
 
-async def add_pending_events(connection: asyncpg.Connection, client_id: str, count: int) -> None:
-    """`count` watches whose task has ended, each with its final webhook due and never tried."""
+async def add_watches(
+    connection: asyncpg.Connection, client_id: str, count: int, *, state: str, prefix: str = "w"
+) -> None:
+    """`count` watches in `state`, due for a poll a second ago."""
     await connection.execute(
         """
         INSERT INTO watches (id, client_id, task_id, callback_url, event_seq, state, poll_count,
-                             created_at, updated_at, deadline_at)
-        SELECT 'w_' || n, $1, 'video_' || n, 'https://receiver.test/hooks', 1, 'notifying', 1,
-               now(), now(), now() + interval '1 hour'
+                             next_poll_at, created_at, updated_at, deadline_at)
+        SELECT $3 || '_' || n, $1, $3 || '_video_' || n, 'https://receiver.test/hooks', 1, $4,
+               1, now() - interval '1 second', now(), now(), now() + interval '1 hour'
         FROM generate_series(1, $2) AS n
         """,
         client_id,
         count,
+        prefix,
+        state,
     )
+
+
+async def add_pending_events(connection: asyncpg.Connection, client_id: str, count: int) -> None:
+    """`count` watches whose task has ended, each with its final webhook due and never tried."""
+    await add_watches(connection, client_id, count, state="notifying")
     await connection.execute(
         """
         INSERT INTO events (id, watch_id, client_id, seq, type, callback_url, payload, state,
@@ -176,6 +188,34 @@ async def test_the_write_backs_of_an_attempt_planned_on_an_empty_table_read_only
     await server.execute("DELETE FROM attempts; DELETE FROM events; DELETE FROM watches")
     await add_pending_events(server, client_id, PENDING)
 
+    for write_back in write_backs:
+        plan = await write_back.run_again()
+        assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
+
+
+async def test_a_poll_planned_on_an_empty_table_reads_only_the_watches_it_claims_and_writes(
+    db: Database, server: asyncpg.Connection, client_id: str
+) -> None:
+    """A relay on a new database polls its first watches at once: the plans of its claim and
+    write-backs are made then, with a handful of watches, and kept when there are thousands."""
+    await add_watches(server, client_id, 1, state="active", prefix="first")
+    with recorded() as claimed:
+        [watch] = await polls.claim_due_watches(db, owner=OWNER, lease=30, limit=LIMIT)
+    running = parse_snapshot({"task_id": watch.task_id, "status": "in_progress", "progress": 40})
+    with recorded() as written:
+        await polls.record_polls(
+            db, owner=OWNER, results=[POLICY.after_snapshot(watch, running, datetime.now(UTC))]
+        )
+    claim = await PreparedStatement.run_once(server, "claim", *claimed[0])
+    write_backs = [
+        await PreparedStatement.run_once(server, f"write_back_{n}", statement, parameters)
+        for n, (statement, parameters) in enumerate(written)
+    ]
+    await add_watches(server, client_id, PENDING, state="active")
+
+    plan = await claim.run_again()
+    assert plan["Actual Rows"] == LIMIT
+    assert rows_read(plan) <= ROWS_PER_CONSIDERED_EVENT * LIMIT, json.dumps(plan, indent=1)
     for write_back in write_backs:
         plan = await write_back.run_again()
         assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
