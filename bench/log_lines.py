@@ -44,6 +44,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         nebula_api_key="sk-" + "u" * 48,
         encryption_key="u8XnC3b7mGq0y5v1Fh2Jk4Lp6Rs9Tw0Zx3Ad5Ce7Gi8=",
     )
+    logs.lean_records()
     with open(os.devnull, "w") as sink:
         for form in ("json", "text"):
             log = _logger(settings.model_copy(update={"log_format": form}), sink)

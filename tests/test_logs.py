@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pytest
 from cryptography.fernet import Fernet
 
 from app import logs
@@ -413,3 +414,32 @@ def test_the_database_password_is_among_the_secrets_masked_as_written_and_as_dec
 
     assert "p%40ss%2Fw0rd-x" in found
     assert "p@ss/w0rd-x" in found
+
+
+def test_where_the_relay_renders_every_line_records_skip_the_fields_no_line_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The thread, the process and the line of code that wrote a record: the standard library
+    looks each up for every record, and no line the relay renders shows them."""
+    # As the standard library starts (the relay's own setup may have run in this process);
+    # put back after the test.
+    for name in ("logThreads", "logProcesses", "logMultiprocessing"):
+        monkeypatch.setattr(logging, name, True)
+    monkeypatch.setattr(
+        logging, "_srcfile", os.path.normcase(logging.addLevelName.__code__.co_filename)
+    )
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[assignment,method-assign]
+    logger = logging.getLogger("tests.lean_records")
+    logger.addHandler(handler)
+    try:
+        logger.warning("before")
+        logs.uvicorn_config(Settings(_env_file=None))
+        logger.warning("after")
+    finally:
+        logger.removeHandler(handler)
+
+    before, after = records
+    assert (before.threadName, before.lineno) != (None, 0)
+    assert (after.threadName, after.processName, after.process, after.lineno) == (None,) * 3 + (0,)
