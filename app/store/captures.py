@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, select, update
+from sqlalchemy import Connection, bindparam, insert, literal_column, select, update
 
 from app.delivery import webhooks
 from app.states import CaptureState, WatchState
@@ -32,10 +32,14 @@ _CLAIMED_COLUMNS = (
     captures.c.deadline_at,
 )
 
+#: Captures being obtained, and stored files, their states written into the statements rather
+#: than bound, as their partial indexes need (`tables.PENDING_CAPTURE`).
+PENDING = captures.c.state == literal_column(f"'{CaptureState.PENDING}'")
+_STORED = captures.c.state == literal_column(f"'{CaptureState.STORED}'")
 #: Claim the pending captures that are due, soonest first.
 _CLAIM = leases.claim(
     captures,
-    captures.c.state == CaptureState.PENDING,
+    PENDING,
     captures.c.next_attempt_at <= leases.NOW,
     order_by=captures.c.next_attempt_at,
     returning=_CLAIMED_COLUMNS,
@@ -117,7 +121,7 @@ _NEW_EVENTS = Prepared(insert(events))
 #: Stored files past their time to live.
 _EXPIRED_FILES = (
     select(captures.c.id, captures.c.storage_key)
-    .where(captures.c.state == CaptureState.STORED, captures.c.expires_at <= bindparam("now"))
+    .where(_STORED, captures.c.expires_at <= bindparam("now"))
     .order_by(captures.c.expires_at)
     .limit(bindparam("limit"))
 )

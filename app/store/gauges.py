@@ -13,10 +13,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from app.states import CaptureState, WatchState
-from app.store import leases, outbox, polls
+from app.states import WatchState
+from app.store import captures, leases, outbox, polls
 from app.store.database import transaction
-from app.store.tables import UNFINISHED, captures, events, watches
+from app.store.tables import UNFINISHED, events, watches
 
 #: The states of a watch that still has work ahead of it.
 LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
@@ -43,7 +43,7 @@ _DUE_EVENTS = select(func.count(), func.min(events.c.next_attempt_at)).where(
     *outbox.DUE, leases.unleased(events)
 )
 #: Results being captured, with retries.
-_PENDING_CAPTURES = select(func.count()).where(captures.c.state == CaptureState.PENDING)
+_PENDING_CAPTURES = select(func.count()).where(captures.PENDING)
 
 
 @dataclass(frozen=True, slots=True)

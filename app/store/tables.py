@@ -239,6 +239,10 @@ idempotency_keys = Table(
     Index("ix_idempotency_keys_created_at", "created_at"),
 )
 
+#: Captures being obtained, and stored files, in literals as `PENDING_EVENT`.
+PENDING_CAPTURE = text("state = 'pending'")
+STORED_CAPTURE = text("state = 'stored'")
+
 #: A succeeded task's result, captured once before its final event is created (`capture/`):
 #: work claimed with a lease like polls and deliveries. `id` is the watch's id. `inline_data`
 #: holds a `data:` URI until it is decoded; `upstream_body` is the task as the upstream last
@@ -267,8 +271,22 @@ captures = Table(
     Column("error_message", Text, nullable=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
-    Index("ix_captures_due", "state", "next_attempt_at"),
-    Index("ix_captures_expiry", "state", "expires_at"),
+    # Captures being obtained, by when they are due; stored files, by when they expire. Partial,
+    # as the events' indexes are, for the same reason (`ix_events_pending_due`).
+    Index(
+        "ix_captures_pending_due",
+        "state",
+        "next_attempt_at",
+        sqlite_where=PENDING_CAPTURE,
+        postgresql_where=PENDING_CAPTURE,
+    ),
+    Index(
+        "ix_captures_stored_expiry",
+        "state",
+        "expires_at",
+        sqlite_where=STORED_CAPTURE,
+        postgresql_where=STORED_CAPTURE,
+    ),
 )
 
 #: Secrets the relay makes for itself on first start and shares between its replicas.

@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from app.delivery import webhooks
 from app.polling.policy import PollPolicy
-from app.store import outbox, polls
+from app.store import captures, outbox, polls
 from app.store.database import Database
 from app.upstream.snapshot import parse_snapshot
-from app.work import AttemptResult, Outcome
+from app.work import AttemptResult, CaptureOutcome, Outcome
 from tests.store.statements import recorded
 
 OWNER = "own_plans"
@@ -219,3 +220,48 @@ async def test_a_poll_planned_on_an_empty_table_reads_only_the_watches_it_claims
     for write_back in write_backs:
         plan = await write_back.run_again()
         assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
+
+
+async def add_pending_captures(
+    connection: asyncpg.Connection, client_id: str, count: int, *, prefix: str = "w"
+) -> None:
+    """`count` watches whose task succeeded, each with its result due to be captured."""
+    await add_watches(connection, client_id, count, state="capturing", prefix=prefix)
+    await connection.execute(
+        """
+        INSERT INTO captures (id, client_id, state, source_url, attempts, next_attempt_at,
+                              deadline_at, created_at, updated_at)
+        SELECT $3 || '_' || n, $1, 'pending', 'https://files.test/video.mp4', 0,
+               now() - interval '1 second', now() + interval '1 hour', now(), now()
+        FROM generate_series(1, $2) AS n
+        """,
+        client_id,
+        count,
+        prefix,
+    )
+
+
+async def test_a_capture_planned_on_an_empty_table_reads_only_the_captures_it_claims_and_writes(
+    db: Database, server: asyncpg.Connection, client_id: str
+) -> None:
+    await add_pending_captures(server, client_id, 1, prefix="first")
+    with recorded() as claimed:
+        [capture] = await captures.claim_due_captures(db, owner=OWNER, lease=30, limit=LIMIT)
+    failed = webhooks.CaptureError("download_failed", "HTTP 503")
+    retry_at = datetime.now(UTC) + timedelta(seconds=5)
+    with recorded() as written:
+        await captures.record_captures(
+            db, owner=OWNER, outcomes=[CaptureOutcome(capture, None, failed, retry_at, None)]
+        )
+    claim = await PreparedStatement.run_once(server, "claim", *claimed[0])
+    [write_back] = [
+        await PreparedStatement.run_once(server, f"write_back_{n}", statement, parameters)
+        for n, (statement, parameters) in enumerate(written)
+    ]
+    await add_pending_captures(server, client_id, PENDING)
+
+    plan = await claim.run_again()
+    assert plan["Actual Rows"] == LIMIT
+    assert rows_read(plan) <= ROWS_PER_CONSIDERED_EVENT * LIMIT, json.dumps(plan, indent=1)
+    plan = await write_back.run_again()
+    assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
