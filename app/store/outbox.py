@@ -41,7 +41,7 @@ DUE = (
     events.c.next_attempt_at <= leases.NOW,
     # Never while an earlier event of the same watch is pending: each watch's webhooks go out
     # in sequence, and no `task.updated` after the final event. A scalar subquery rather than
-    # NOT EXISTS, which PostgreSQL turns into a join: planned while the table was empty (the
+    # NOT EXISTS, which PostgreSQL turns into a join: planned before the table had statistics (the
     # generic plan of a relay started on a new database), that join read every pending event
     # for each one considered, and a claim in a backlog of 8,000 took 27 s. A scalar subquery
     # stays one lookup in `ix_events_pending_watch_id_seq` per event, whatever the statistics.
