@@ -91,7 +91,7 @@ watches = Table(
     # PostgreSQL, so that a write-back of a watch by its id (`id = … AND state = …`, the state a
     # parameter, which the planner cannot match to the condition) has only the primary key to
     # choose: planned while there were a handful of watches, one chose this index, and read
-    # every active watch for each poll written back (`outbox.PENDING` tells the same of events).
+    # every active watch for each poll written back (the events' indexes below tell the same).
     # SQLite plans every statement alike, by its shape, and matches a partial index only to a
     # condition written exactly as the index's: the claim's `state = 'active'` would not be.
     Index("ix_watches_due", "state", "next_poll_at", postgresql_where=UNFINISHED),
