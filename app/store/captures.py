@@ -13,14 +13,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, bindparam, insert, literal_column, select, update
+from sqlalchemy import Connection, bindparam, insert, select, update
 
 from app.delivery import webhooks
 from app.states import CaptureState, WatchState
 from app.store import leases
 from app.store.database import transaction
 from app.store.prepared import Prepared
-from app.store.tables import captures, events, watches
+from app.store.tables import captures, constant, events, watches
 from app.work import CapturedWatch, CaptureOutcome, DueCapture
 
 _CLAIMED_COLUMNS = (
@@ -32,10 +32,10 @@ _CLAIMED_COLUMNS = (
     captures.c.deadline_at,
 )
 
-#: Captures being obtained, and stored files, their states written into the statements rather
-#: than bound, as their partial indexes need (`tables.PENDING_CAPTURE`).
-PENDING = captures.c.state == literal_column(f"'{CaptureState.PENDING}'")
-_STORED = captures.c.state == literal_column(f"'{CaptureState.STORED}'")
+#: Captures being obtained, and stored files, as their partial indexes know them
+#: (`tables.PENDING_CAPTURE`).
+PENDING = captures.c.state == constant(CaptureState.PENDING)
+_STORED = captures.c.state == constant(CaptureState.STORED)
 #: Claim the pending captures that are due, soonest first.
 _CLAIM = leases.claim(
     captures,

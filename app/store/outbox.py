@@ -10,22 +10,20 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, bindparam, exists, func, insert, literal_column, select, update
-from sqlalchemy.sql.elements import ColumnClause
+from sqlalchemy import Connection, bindparam, exists, func, insert, select, update
 
 from app.states import EventState, WatchState
 from app.store import leases
 from app.store.client_apps import signing_secrets
 from app.store.database import transaction
 from app.store.prepared import Prepared
-from app.store.tables import attempts, clients, events, watches
+from app.store.tables import attempts, clients, constant, events, watches
 from app.work import DueEvent, Outcome
 
-#: `pending` and no attempt, written into the statements rather than bound: the partial indexes
-#: of pending events (`tables.PENDING_EVENT`) serve only conditions the planner sees as these
-#: constants, on PostgreSQL (whose generic plans know no parameter's value) as on SQLite.
-_PENDING: ColumnClause[str] = literal_column(f"'{EventState.PENDING}'")
-_NONE: ColumnClause[int] = literal_column("0")
+#: `pending` and no attempt, as the partial indexes of pending events know them
+#: (`tables.PENDING_EVENT`).
+_PENDING = constant(EventState.PENDING)
+_NONE = constant(0)
 #: Events still to deliver, as their indexes know them.
 PENDING = events.c.state == _PENDING
 _EARLIER = events.alias("earlier")

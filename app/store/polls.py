@@ -11,17 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Float,
-    String,
-    bindparam,
-    func,
-    insert,
-    literal_column,
-    select,
-    update,
-)
+from sqlalchemy import Connection, Float, String, bindparam, func, insert, select, update
 
 from app.delivery import webhooks
 from app.states import WatchState
@@ -29,7 +19,7 @@ from app.store import captures, leases
 from app.store.database import transaction
 from app.store.prepared import Prepared
 from app.store.tables import captures as capture_rows
-from app.store.tables import events, task_changes, watches
+from app.store.tables import constant, events, task_changes, watches
 from app.store.types import UTCDateTime
 from app.work import DueWatch, PollResult
 
@@ -56,9 +46,8 @@ _DUE_WATCH_COLUMNS = (
     watches.c.event_seq,
     func.coalesce(watches.c.last_polled_at, watches.c.created_at),
 )
-#: Active watches, the state written into the statements rather than bound, as PostgreSQL must
-#: see it to match the partial index of live watches (`tables.UNFINISHED`).
-ACTIVE = watches.c.state == literal_column(f"'{WatchState.ACTIVE}'")
+#: Active watches, as PostgreSQL's partial index of live watches knows them (`tables.UNFINISHED`).
+ACTIVE = watches.c.state == constant(WatchState.ACTIVE)
 _DUE = (ACTIVE, watches.c.next_poll_at <= leases.NOW)
 
 #: Claim the active watches due for a poll, oldest due first.

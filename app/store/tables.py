@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    ColumnClause,
     Float,
     ForeignKey,
     Index,
@@ -14,6 +17,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    literal_column,
     text,
 )
 
@@ -50,9 +54,10 @@ clients = Table(
 #: In literals, because SQLite uses a partial index only for a query that repeats its WHERE term
 #: word for word; and as `NOT IN`, because SQLite reads `state IN (…)` as lookups in
 #: `ix_watches_due` instead, then sorts every finished watch.
-FINISHED = text("state NOT IN ('active', 'capturing', 'notifying')")
+_LIVE_STATES = "('active', 'capturing', 'notifying')"
+FINISHED = text(f"state NOT IN {_LIVE_STATES}")
 #: Watches still live: the others.
-UNFINISHED = text("state IN ('active', 'capturing', 'notifying')")
+UNFINISHED = text(f"state IN {_LIVE_STATES}")
 
 #: A task being watched for one client. `next_poll_at` and the lease columns make it work
 #: that any replica can claim (see `leases.py`). `poll_interval` is the client's own interval
@@ -124,10 +129,18 @@ watches = Table(
 #: Events still to deliver; of those, never attempted yet, and retried. In literals, as
 #: `FINISHED`, and PostgreSQL too needs them so: it can use a partial index only for a condition
 #: it sees as a constant, which a bound parameter is not in the generic plan of a prepared
-#: statement.
+#: statement. Queries meant to use these indexes compare with `constant` values for the same
+#: reason.
 PENDING_EVENT = text("state = 'pending'")
 FRESH_EVENT = text("state = 'pending' AND attempts = 0")
 RETRIED_EVENT = text("state = 'pending' AND attempts > 0")
+
+
+def constant(value: str | int) -> ColumnClause[Any]:
+    """`value` written into a statement rather than bound as a parameter, for a condition that
+    must match a partial index's (`PENDING_EVENT`, `UNFINISHED`)."""
+    return literal_column(f"'{value}'" if isinstance(value, str) else str(value))
+
 
 #: The outbox: a webhook to deliver, written in the same transaction as the status that caused
 #: it. `payload` is frozen at creation so every attempt sends byte-identical content.

@@ -25,18 +25,22 @@ from app.store import captures, outbox, polls
 from app.store.database import Database
 from app.upstream.snapshot import parse_snapshot
 from app.work import AttemptResult, CaptureOutcome, Outcome
-from tests.store.statements import recorded
+from tests.store.statements import Executed, recorded
 
 OWNER = "own_plans"
 POLICY = PollPolicy(interval=5, backoff_max=60, not_found_grace=60)
+#: Rows due (events, watches, captures) among which the plans are run.
 PENDING = 3_000
+#: Rows a claim asks for.
 LIMIT = 25
 #: Rows a claim may read per pending event, planned without statistics: the event, and the first
 #: pending event of its watch (never every pending event again for each one).
 ROWS_PER_PENDING_EVENT = 3
-#: Rows a claim may read per event it considers, planned with statistics: the event, the first
-#: pending event of its watch, and the event again to lease it.
-ROWS_PER_CONSIDERED_EVENT = 3
+#: Rows a claim may read per row it considers, planned with statistics (for an event: the event,
+#: the first pending event of its watch, and the event again to lease it).
+ROWS_PER_CONSIDERED_ROW = 3
+#: Rows a write-back by id may read: its own, found by the primary key.
+ROWS_PER_WRITE_BACK = 2
 #: What reads a table's rows, in a plan.
 SCANS = frozenset({"Seq Scan", "Index Scan", "Index Only Scan", "Bitmap Heap Scan"})
 
@@ -89,6 +93,25 @@ async def add_pending_events(connection: asyncpg.Connection, client_id: str, cou
     )
 
 
+async def add_pending_captures(
+    connection: asyncpg.Connection, client_id: str, count: int, *, prefix: str = "w"
+) -> None:
+    """`count` watches whose task succeeded, each with its result due to be captured."""
+    await add_watches(connection, client_id, count, state="capturing", prefix=prefix)
+    await connection.execute(
+        """
+        INSERT INTO captures (id, client_id, state, source_url, attempts, next_attempt_at,
+                              deadline_at, created_at, updated_at)
+        SELECT $3 || '_' || n, $1, 'pending', 'https://files.test/video.mp4', 0,
+               now() - interval '1 second', now() + interval '1 hour', now(), now()
+        FROM generate_series(1, $2) AS n
+        """,
+        client_id,
+        count,
+        prefix,
+    )
+
+
 async def fresh_claim(db: Database) -> tuple[str, Any]:
     """The statement that claims webhooks never tried yet, as the store sends it."""
     with recorded() as executed:
@@ -129,6 +152,16 @@ class PreparedStatement:
         return plan
 
 
+async def prepare_each(
+    connection: asyncpg.Connection, executed: Executed
+) -> list[PreparedStatement]:
+    """Every statement recorded, prepared and run once (`PreparedStatement.run_once`)."""
+    return [
+        await PreparedStatement.run_once(connection, f"write_back_{n}", statement, parameters)
+        for n, (statement, parameters) in enumerate(executed)
+    ]
+
+
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
@@ -167,7 +200,7 @@ async def test_a_claim_planned_with_statistics_reads_only_about_what_it_claims(
     assert plan["Actual Rows"] == LIMIT
     # It considers the events it claims, and steps over those the first run leased.
     considered = 2 * LIMIT
-    assert rows_read(plan) <= ROWS_PER_CONSIDERED_EVENT * considered, json.dumps(plan, indent=1)
+    assert rows_read(plan) <= ROWS_PER_CONSIDERED_ROW * considered, json.dumps(plan, indent=1)
 
 
 async def test_the_write_backs_of_an_attempt_planned_on_an_empty_table_read_only_their_rows(
@@ -182,16 +215,13 @@ async def test_the_write_backs_of_an_attempt_planned_on_an_empty_table_read_only
         await outbox.record_attempts(
             db, owner=OWNER, outcomes=[Outcome(event, delivered, retry_at=None)]
         )
-    write_backs = [
-        await PreparedStatement.run_once(server, f"write_back_{n}", statement, parameters)
-        for n, (statement, parameters) in enumerate(executed)
-    ]
+    write_backs = await prepare_each(server, executed)
     await server.execute("DELETE FROM attempts; DELETE FROM events; DELETE FROM watches")
     await add_pending_events(server, client_id, PENDING)
 
     for write_back in write_backs:
         plan = await write_back.run_again()
-        assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
+        assert rows_read(plan) <= ROWS_PER_WRITE_BACK, json.dumps(plan, indent=1)
 
 
 async def test_a_poll_planned_on_an_empty_table_reads_only_the_watches_it_claims_and_writes(
@@ -208,37 +238,15 @@ async def test_a_poll_planned_on_an_empty_table_reads_only_the_watches_it_claims
             db, owner=OWNER, results=[POLICY.after_snapshot(watch, running, datetime.now(UTC))]
         )
     claim = await PreparedStatement.run_once(server, "claim", *claimed[0])
-    write_backs = [
-        await PreparedStatement.run_once(server, f"write_back_{n}", statement, parameters)
-        for n, (statement, parameters) in enumerate(written)
-    ]
+    write_backs = await prepare_each(server, written)
     await add_watches(server, client_id, PENDING, state="active")
 
     plan = await claim.run_again()
     assert plan["Actual Rows"] == LIMIT
-    assert rows_read(plan) <= ROWS_PER_CONSIDERED_EVENT * LIMIT, json.dumps(plan, indent=1)
+    assert rows_read(plan) <= ROWS_PER_CONSIDERED_ROW * LIMIT, json.dumps(plan, indent=1)
     for write_back in write_backs:
         plan = await write_back.run_again()
-        assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
-
-
-async def add_pending_captures(
-    connection: asyncpg.Connection, client_id: str, count: int, *, prefix: str = "w"
-) -> None:
-    """`count` watches whose task succeeded, each with its result due to be captured."""
-    await add_watches(connection, client_id, count, state="capturing", prefix=prefix)
-    await connection.execute(
-        """
-        INSERT INTO captures (id, client_id, state, source_url, attempts, next_attempt_at,
-                              deadline_at, created_at, updated_at)
-        SELECT $3 || '_' || n, $1, 'pending', 'https://files.test/video.mp4', 0,
-               now() - interval '1 second', now() + interval '1 hour', now(), now()
-        FROM generate_series(1, $2) AS n
-        """,
-        client_id,
-        count,
-        prefix,
-    )
+        assert rows_read(plan) <= ROWS_PER_WRITE_BACK, json.dumps(plan, indent=1)
 
 
 async def test_a_capture_planned_on_an_empty_table_reads_only_the_captures_it_claims_and_writes(
@@ -254,14 +262,11 @@ async def test_a_capture_planned_on_an_empty_table_reads_only_the_captures_it_cl
             db, owner=OWNER, outcomes=[CaptureOutcome(capture, None, failed, retry_at, None)]
         )
     claim = await PreparedStatement.run_once(server, "claim", *claimed[0])
-    [write_back] = [
-        await PreparedStatement.run_once(server, f"write_back_{n}", statement, parameters)
-        for n, (statement, parameters) in enumerate(written)
-    ]
+    [write_back] = await prepare_each(server, written)
     await add_pending_captures(server, client_id, PENDING)
 
     plan = await claim.run_again()
     assert plan["Actual Rows"] == LIMIT
-    assert rows_read(plan) <= ROWS_PER_CONSIDERED_EVENT * LIMIT, json.dumps(plan, indent=1)
+    assert rows_read(plan) <= ROWS_PER_CONSIDERED_ROW * LIMIT, json.dumps(plan, indent=1)
     plan = await write_back.run_again()
-    assert rows_read(plan) <= 2, json.dumps(plan, indent=1)
+    assert rows_read(plan) <= ROWS_PER_WRITE_BACK, json.dumps(plan, indent=1)
