@@ -67,9 +67,25 @@ def create_transport(*, max_connections: int, read_size: int | None = None) -> R
     return ReqwestTransport(max_connections=max_connections, read_size=read_size)
 
 
-def timeout_extension(seconds: float) -> dict[str, dict[str, float]]:
-    """The `extensions` of an `httpx.Request`, where a client would put its timeout."""
-    return {"timeout": dict.fromkeys(("connect", "read", "write", "pool"), seconds)}
+def timeout_extension(seconds: float, *, read_whole: bool = False) -> dict[str, Any]:
+    """The `extensions` of an `httpx.Request`, where a client would put its timeout.
+
+    :param read_whole: the caller reads the whole answer, a small one (a task's JSON): reqwest
+        reads it all before handing over the response, which then holds its body. The event loop
+        waits on reqwest's thread once instead of for each step of a stream (headers, body, end),
+        and runs no stream machinery: a tenth of what a poll's request costs the relay's process
+        (docs/performance.md).
+    """
+    extensions: dict[str, Any] = {
+        "timeout": dict.fromkeys(("connect", "read", "write", "pool"), seconds)
+    }
+    if read_whole:
+        extensions[READ_WHOLE] = True
+    return extensions
+
+
+#: The `httpx.Request` extension `timeout_extension(…, read_whole=True)` sets.
+READ_WHOLE = "video_webhook_relay.read_whole"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,28 +165,44 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
                 f"the URL's scheme must be http or https, not {request.url.scheme!r}",
                 request=request,
             )
-        body = await request.aread()
+        body = await _content(request)
+        read_whole = bool(request.extensions.get(READ_WHOLE))
         try:
-            exchange, response = await self._exchange(request, body)
+            exchange, response = await self._exchange(request, body, read_whole)
         except reqwest.PyreqwestError as exc:
             if not _hung_up(exc):
                 raise _as_httpx(exc, request) from exc
             # Most likely a pooled connection the peer had just closed for being idle: once
             # more, on a fresh one.
             with _httpx_errors(request):
-                exchange, response = await self._exchange(request, body)
+                exchange, response = await self._exchange(request, body, read_whole)
+        headers = list(response.headers.items())
+        extensions = {"http_version": response.version.encode("ascii")}
+        if exchange is None:
+            with _httpx_errors(request):
+                content = bytes(await response.bytes())  # read already: no wait
+            whole = httpx.Response(
+                response.status,
+                headers=headers,
+                stream=httpx.ByteStream(content),
+                request=request,
+                extensions=extensions,
+            )
+            whole.read()  # from memory: `content` is there at once, the stream closed
+            return whole
         return httpx.Response(
             response.status,
-            headers=list(response.headers.items()),
+            headers=headers,
             stream=_ResponseBody(exchange, response, request, self._read_size),
             request=request,
-            extensions={"http_version": response.version.encode("ascii")},
+            extensions=extensions,
         )
 
     async def _exchange(
-        self, request: httpx.Request, body: bytes
-    ) -> tuple[StreamRequest, Response]:
-        """Sends the request; returns once its headers (and the start of its body) are in."""
+        self, request: httpx.Request, body: bytes, read_whole: bool
+    ) -> tuple[StreamRequest | None, Response]:
+        """Sends the request; returns once its headers (and the start of its body, or all of it
+        when `read_whole`) are in, with the exchange a streamed body is read through."""
         builder = self._open().request(request.method, str(request.url))
         builder = builder.headers(
             [
@@ -183,6 +215,8 @@ class ReqwestTransport(httpx.AsyncBaseTransport):
         limit = _longest(request.extensions.get("timeout", {}))
         if limit is not None:
             builder = builder.timeout(timedelta(seconds=limit))
+        if read_whole:
+            return None, await builder.build().send()
         exchange = builder.streamed_read_buffer_limit(READ_AHEAD_BYTES).build_streamed()
         return exchange, await exchange.__aenter__()
 
@@ -221,6 +255,15 @@ class _ResponseBody(httpx.AsyncByteStream):
 
     async def aclose(self) -> None:
         await self._exchange.__aexit__(None, None, None)
+
+
+async def _content(request: httpx.Request) -> bytes:
+    """The request's body: what httpx built from bytes (every request of the relay's) it has read
+    already, and an await of its stream would cost a turn of machinery for nothing."""
+    try:
+        return request.content
+    except httpx.RequestNotRead:
+        return await request.aread()
 
 
 def _longest(timeouts: dict[str, Any]) -> float | None:

@@ -86,9 +86,9 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-async def _send(request: httpx.Request) -> httpx.Response:
+async def _send(request: httpx.Request, *, read_whole: bool = False) -> httpx.Response:
     """One request over a fresh transport, without a client in between."""
-    request.extensions = timeout_extension(TIMEOUT)
+    request.extensions = timeout_extension(TIMEOUT, read_whole=read_whole)
     async with create_transport(max_connections=4) as transport:
         response = await transport.handle_async_request(request)
         await response.aread()
@@ -123,6 +123,27 @@ async def test_the_timeout_bounds_the_whole_exchange_not_each_read(server: str) 
     """The endless body sends a chunk every 10 ms, so no single read waits long."""
     with pytest.raises(httpx.ReadTimeout):
         await _send(httpx.Request("GET", f"{server}/endless"))
+
+
+async def test_an_answer_read_whole_comes_with_its_body(server: str) -> None:
+    request = httpx.Request(
+        "GET", f"{server}/echo", extensions=timeout_extension(TIMEOUT, read_whole=True)
+    )
+    async with create_transport(max_connections=4) as transport:
+        response = await transport.handle_async_request(request)
+
+    assert response.json()["raw_path"] == "/echo"  # read with the transport closed: in hand
+
+
+async def test_an_answer_read_whole_is_bounded_by_the_timeout_before_it_is_returned(
+    server: str,
+) -> None:
+    request = httpx.Request(
+        "GET", f"{server}/endless", extensions=timeout_extension(TIMEOUT, read_whole=True)
+    )
+    async with create_transport(max_connections=4) as transport:
+        with pytest.raises(httpx.ReadTimeout):
+            await transport.handle_async_request(request)
 
 
 async def test_a_percent_encoded_path_arrives_as_encoded(server: str) -> None:
@@ -256,13 +277,18 @@ async def _answers_once_per_connection(
     await reader.readuntil(b"\r\n\r\n")
 
 
-async def test_a_connection_closed_as_it_is_reused_is_replaced_and_the_request_sent_again() -> None:
+@pytest.mark.parametrize("read_whole", [False, True], ids=["streamed", "read whole"])
+async def test_a_connection_closed_as_it_is_reused_is_replaced_and_the_request_sent_again(
+    read_whole: bool,
+) -> None:
     async with (
         _misbehaving(_answers_once_per_connection) as url,
         create_transport(max_connections=4) as transport,
     ):
         for _ in range(3):
-            request = httpx.Request("GET", url, extensions=timeout_extension(TIMEOUT))
+            request = httpx.Request(
+                "GET", url, extensions=timeout_extension(TIMEOUT, read_whole=read_whole)
+            )
             response = await transport.handle_async_request(request)
             await response.aread()
             await response.aclose()
@@ -280,12 +306,13 @@ async def test_a_connection_closed_as_it_is_reused_is_replaced_and_the_request_s
     ],
     ids=["no answer in time", "hangs up", "body cut short", "not HTTP"],
 )
+@pytest.mark.parametrize("read_whole", [False, True], ids=["streamed", "read whole"])
 async def test_a_failing_peer_raises_the_httpx_error_for_it(
-    peer: Peer, error: type[httpx.TransportError]
+    peer: Peer, error: type[httpx.TransportError], read_whole: bool
 ) -> None:
     async with _misbehaving(peer) as url:
         with pytest.raises(error):
-            await _send(httpx.Request("GET", url))
+            await _send(httpx.Request("GET", url), read_whole=read_whole)
 
 
 def test_a_url_sent_to_again_is_parsed_once() -> None:

@@ -92,6 +92,7 @@ class UpstreamClient:
         self._api_key = api_key
         self._own_headers = _headers(api_key)
         self._extensions = timeout_extension(timeout)
+        self._small_answer = timeout_extension(timeout, read_whole=True)
 
     @classmethod
     def from_settings(
@@ -128,7 +129,7 @@ class UpstreamClient:
             # Quoted whole, so that no id can alter the path: not `/`, `?`, `#` or `%`.
             parsed_url(self._task_url + quote(task_id, safe="")),
             headers=_headers(api_key) if api_key else self._own_headers,
-            extensions=self._extensions,
+            extensions=self._small_answer,
         )
         return _interpret(await self._send(request, read=True))
 
