@@ -558,15 +558,25 @@ class CpuSample:
     database: float | None = None
     #: The part of `relay` its worker processes (capture, HTTP) used.
     workers: float | None = None
+    #: The bench's own servers', the fake upstream and the receiver together.
+    harness: float | None = None
 
 
 def cpu(report: Report, samples: Sequence[CpuSample], *, start: float, cores: int) -> None:
-    """How busy the relay and the machine were, per 5 s of the run: where the relay's figures
-    fall short, this shows whether it was out of CPU or waiting."""
+    """How busy the relay, the bench's own servers and the machine were, per 5 s of the run:
+    where the relay's figures fall short, this shows whether it was out of CPU or waiting, and
+    how much of the machine the harness left it."""
     relay = _per_window(start, [(s.at, s.relay, s.at) for s in samples if s.relay is not None])
+    harness = _per_window(
+        start, [(s.at, s.harness, s.at) for s in samples if s.harness is not None]
+    )
     machine = _per_window(start, [(s.at, *s.machine) for s in samples if s.machine is not None])
     if relay:
         report.notes.append(f"relay CPU, % of one core, per 5 s of the run: {relay}")
+    if harness:
+        report.notes.append(
+            f"the bench's fake upstream and receiver, % of one core, per 5 s of the run: {harness}"
+        )
     if machine:
         report.notes.append(f"machine busy, % of its {cores} cores, per 5 s of the run: {machine}")
 

@@ -263,6 +263,7 @@ class Run:
             _sample(
                 Replicas(relays),
                 upstream,
+                receiver,
                 until=start + config.duration,
                 database=bool(config.database),
             )
@@ -585,11 +586,16 @@ def _capture_windows(
 
 
 async def _sample(
-    relay: Server | Replicas, upstream: Server, *, until: float, database: bool
+    relay: Server | Replicas,
+    upstream: Server,
+    receiver: Server,
+    *,
+    until: float,
+    database: bool,
 ) -> tuple[float | None, float | None, float | None, list[figures.CpuSample]]:
-    """Relay memory and CPU, and the machine's CPU, every second, and a progress line every ten;
-    returns the peak RSS (of the relay's processes, then of its capture process alone), the last,
-    and the CPU samples."""
+    """Relay memory and CPU, the harness's and the machine's CPU, every second, and a progress
+    line every ten; returns the peak RSS (of the relay's processes, then of its capture process
+    alone), the last, and the CPU samples."""
     peak: float | None = None
     peak_children: float | None = None
     last: float | None = None
@@ -602,6 +608,7 @@ async def _sample(
             machine_cpu(),
             server_cpu(),
             workers=relay.cpu_seconds(children_only=True),
+            harness=_harness_cpu(upstream, receiver),
         )
 
     samples = [sample()]
@@ -623,6 +630,11 @@ async def _sample(
                 f"  relay RSS {last or 0:.0f} MB"
             )
     return peak, peak_children, last, samples
+
+
+def _harness_cpu(upstream: Server, receiver: Server) -> float | None:
+    used = [upstream.cpu_seconds(), receiver.cpu_seconds()]
+    return None if None in used else sum(filter(None, used))
 
 
 def _print_setup(config: Config, fast: list[str], workdir: Path) -> None:
