@@ -323,6 +323,17 @@ def test_a_url_sent_to_again_is_parsed_once() -> None:
     assert parsed_url(url) == httpx.URL(url)
 
 
+def test_the_urls_of_20_000_watches_polled_in_turn_stay_parsed() -> None:
+    """Polled in turn, the least recently used URL is always the next one needed: a cache any
+    smaller than the URLs in use would parse every one of them every time."""
+    urls = [f"http://127.0.0.1:9/v1/video/generations/video_{n}" for n in range(20_000)]
+
+    first = [parsed_url(url) for url in urls]
+    again = [parsed_url(url) for url in urls]
+
+    assert all(a is b for a, b in zip(first, again, strict=True))
+
+
 def test_a_very_long_url_is_parsed_each_time_rather_than_kept() -> None:
     """What is kept stays small, whatever task ids and callback URLs arrive."""
     url = "http://127.0.0.1:9/v1/video/generations/" + "a" * KEPT_URL_LENGTH
