@@ -72,6 +72,10 @@ def create_transport(*, max_connections: int, read_size: int | None = None) -> R
     return ReqwestTransport(max_connections=max_connections, read_size=read_size)
 
 
+#: The `httpx.Request` extension `timeout_extension(…, read_whole=True)` sets.
+READ_WHOLE = "video_webhook_relay.read_whole"
+
+
 def timeout_extension(seconds: float, *, read_whole: bool = False) -> dict[str, Any]:
     """The `extensions` of an `httpx.Request`, where a client would put its timeout.
 
@@ -87,10 +91,6 @@ def timeout_extension(seconds: float, *, read_whole: bool = False) -> dict[str, 
     if read_whole:
         extensions[READ_WHOLE] = True
     return extensions
-
-
-#: The `httpx.Request` extension `timeout_extension(…, read_whole=True)` sets.
-READ_WHOLE = "video_webhook_relay.read_whole"
 
 
 @dataclass(frozen=True, slots=True)

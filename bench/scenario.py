@@ -633,8 +633,11 @@ async def _sample(
 
 
 def _harness_cpu(upstream: Server, receiver: Server) -> float | None:
-    used = [upstream.cpu_seconds(), receiver.cpu_seconds()]
-    return None if None in used else sum(filter(None, used))
+    """The fake upstream's and the receiver's CPU together; None once either is gone."""
+    upstream_cpu, receiver_cpu = upstream.cpu_seconds(), receiver.cpu_seconds()
+    if upstream_cpu is None or receiver_cpu is None:
+        return None
+    return upstream_cpu + receiver_cpu
 
 
 def _print_setup(config: Config, fast: list[str], workdir: Path) -> None:
