@@ -14,6 +14,10 @@ class WatchState(enum.StrEnum):
     CANCELLED = "cancelled"  # the client stopped it
 
 
+#: The states of a watch that still has work ahead of it.
+LIVE_WATCH_STATES = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
+
+
 class EventState(enum.StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"

@@ -13,13 +13,10 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Connection, func, select
 
-from app.states import WatchState
+from app.states import LIVE_WATCH_STATES, WatchState
 from app.store import captures, leases, outbox, polls
 from app.store.database import transaction
 from app.store.tables import UNFINISHED, events, watches
-
-#: The states of a watch that still has work ahead of it.
-LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
 
 #: Live watches by state, from the index that claims polls (state first).
 _WATCHES_BY_STATE = (
@@ -63,7 +60,7 @@ def work_in_progress(conn: Connection) -> WorkInProgress:
     """One transaction, so the figures describe one moment (on PostgreSQL; SQLite has a single
     writer anyway)."""
     now = datetime.now(UTC)
-    counts = dict.fromkeys(LIVE, 0)
+    counts = dict.fromkeys(LIVE_WATCH_STATES, 0)
     for state, count in conn.execute(_WATCHES_BY_STATE):
         counts[WatchState(state)] = count
     oldest_poll = conn.execute(_OLDEST_DUE_POLL, {"now": now}).scalar()

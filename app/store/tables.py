@@ -21,6 +21,7 @@ from sqlalchemy import (
     text,
 )
 
+from app.states import LIVE_WATCH_STATES
 from app.store.types import UTCDateTime
 
 metadata = MetaData(
@@ -54,7 +55,7 @@ clients = Table(
 #: In literals, because SQLite uses a partial index only for a query that repeats its WHERE term
 #: word for word; and as `NOT IN`, because SQLite reads `state IN (…)` as lookups in
 #: `ix_watches_due` instead, then sorts every finished watch.
-_LIVE_STATES = "('active', 'capturing', 'notifying')"
+_LIVE_STATES = "(" + ", ".join(f"'{state}'" for state in LIVE_WATCH_STATES) + ")"
 FINISHED = text(f"state NOT IN {_LIVE_STATES}")
 #: Watches still live: the others.
 UNFINISHED = text(f"state IN {_LIVE_STATES}")

@@ -11,17 +11,16 @@ from sqlalchemy import ColumnElement, Connection, Row, bindparam, func, select, 
 
 from app.delivery import webhooks
 from app.ids import id_floor
-from app.states import CaptureState, EventState, WatchState
+from app.states import LIVE_WATCH_STATES, CaptureState, EventState, WatchState
 from app.store import client_apps
 from app.store.database import transaction
 from app.store.tables import attempts, captures, clients, events, task_changes, watches
 
-_LIVE = (WatchState.ACTIVE, WatchState.CAPTURING, WatchState.NOTIFYING)
 _ENDED = (WatchState.NOTIFYING, WatchState.COMPLETED, WatchState.FAILED)
 _COUNT_LIVE = (
     select(func.count())
     .select_from(watches)
-    .where(watches.c.client_id == bindparam("client_id"), watches.c.state.in_(_LIVE))
+    .where(watches.c.client_id == bindparam("client_id"), watches.c.state.in_(LIVE_WATCH_STATES))
 )
 
 
@@ -333,7 +332,7 @@ def cancel(conn: Connection, *, client_id: str, watch_id: str) -> Watch | None:
         .where(
             watches.c.client_id == client_id,
             watches.c.id == watch_id,
-            watches.c.state.in_(_LIVE),
+            watches.c.state.in_(LIVE_WATCH_STATES),
         )
         .values(state=WatchState.CANCELLED, lease_owner=None, updated_at=now)
     )

@@ -11,7 +11,7 @@ from sqlalchemy import update
 
 from app.encryption import KeyBox
 from app.polling.policy import PollPolicy
-from app.states import WatchState
+from app.states import LIVE_WATCH_STATES, WatchState
 from app.store import client_apps, gauges, outbox, polls, registrations
 from app.store.database import Database, migrate, open_database
 from app.store.tables import watches
@@ -93,7 +93,7 @@ async def test_the_work_in_progress_leaves_out_ended_watches_and_the_work_held(
 async def test_nothing_due_is_no_age_at_all(db: Database) -> None:
     work = await gauges.work_in_progress(db)
 
-    assert work.watches == dict.fromkeys(gauges.LIVE, 0)
+    assert work.watches == dict.fromkeys(LIVE_WATCH_STATES, 0)
     assert (work.due_events, work.oldest_due_event_age, work.oldest_due_poll_age) == (0, 0, 0)
 
 
