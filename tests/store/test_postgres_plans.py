@@ -166,6 +166,16 @@ def _text(value: Any) -> str | None:
     return None if value is None else str(value)
 
 
+def assert_reads_at_most(plan: dict[str, Any], rows: float) -> None:
+    assert rows_read(plan) <= rows, json.dumps(plan, indent=1)
+
+
+async def assert_each_reads_only_its_rows(write_backs: list[PreparedStatement]) -> None:
+    """Run again among the due rows, each write-back reads the row it names (and its watch's)."""
+    for write_back in write_backs:
+        assert_reads_at_most(await write_back.run_again(), ROWS_PER_WRITE_BACK)
+
+
 def rows_read(plan: dict[str, Any]) -> float:
     """Rows the scans of `plan` and of its subplans read, kept or filtered out, in all their
     loops (a count that does not depend on how the rows lie on pages, as buffers do)."""
@@ -185,7 +195,7 @@ async def test_a_claim_planned_on_an_empty_table_reads_each_pending_event_at_mos
     plan = await claim.run_again()
 
     assert plan["Actual Rows"] == LIMIT
-    assert rows_read(plan) <= ROWS_PER_PENDING_EVENT * PENDING, json.dumps(plan, indent=1)
+    assert_reads_at_most(plan, ROWS_PER_PENDING_EVENT * PENDING)
 
 
 async def test_a_claim_planned_with_statistics_reads_only_about_what_it_claims(
@@ -200,7 +210,7 @@ async def test_a_claim_planned_with_statistics_reads_only_about_what_it_claims(
     assert plan["Actual Rows"] == LIMIT
     # It considers the events it claims, and steps over those the first run leased.
     considered = 2 * LIMIT
-    assert rows_read(plan) <= ROWS_PER_CONSIDERED_ROW * considered, json.dumps(plan, indent=1)
+    assert_reads_at_most(plan, ROWS_PER_CONSIDERED_ROW * considered)
 
 
 async def test_the_write_backs_of_an_attempt_planned_on_an_empty_table_read_only_their_rows(
@@ -219,9 +229,7 @@ async def test_the_write_backs_of_an_attempt_planned_on_an_empty_table_read_only
     await server.execute("DELETE FROM attempts; DELETE FROM events; DELETE FROM watches")
     await add_pending_events(server, client_id, PENDING)
 
-    for write_back in write_backs:
-        plan = await write_back.run_again()
-        assert rows_read(plan) <= ROWS_PER_WRITE_BACK, json.dumps(plan, indent=1)
+    await assert_each_reads_only_its_rows(write_backs)
 
 
 async def test_a_poll_planned_on_an_empty_table_reads_only_the_watches_it_claims_and_writes(
@@ -243,10 +251,8 @@ async def test_a_poll_planned_on_an_empty_table_reads_only_the_watches_it_claims
 
     plan = await claim.run_again()
     assert plan["Actual Rows"] == LIMIT
-    assert rows_read(plan) <= ROWS_PER_CONSIDERED_ROW * LIMIT, json.dumps(plan, indent=1)
-    for write_back in write_backs:
-        plan = await write_back.run_again()
-        assert rows_read(plan) <= ROWS_PER_WRITE_BACK, json.dumps(plan, indent=1)
+    assert_reads_at_most(plan, ROWS_PER_CONSIDERED_ROW * LIMIT)
+    await assert_each_reads_only_its_rows(write_backs)
 
 
 async def test_a_capture_planned_on_an_empty_table_reads_only_the_captures_it_claims_and_writes(
@@ -267,6 +273,5 @@ async def test_a_capture_planned_on_an_empty_table_reads_only_the_captures_it_cl
 
     plan = await claim.run_again()
     assert plan["Actual Rows"] == LIMIT
-    assert rows_read(plan) <= ROWS_PER_CONSIDERED_ROW * LIMIT, json.dumps(plan, indent=1)
-    plan = await write_back.run_again()
-    assert rows_read(plan) <= ROWS_PER_WRITE_BACK, json.dumps(plan, indent=1)
+    assert_reads_at_most(plan, ROWS_PER_CONSIDERED_ROW * LIMIT)
+    await assert_each_reads_only_its_rows([write_back])
